@@ -1,0 +1,58 @@
+# nspod: `make setup` once (root, Debian 12), then `sudo make test` / `sudo make demo`.
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev musl-tools \
+	nftables iproute2 procps nginx-light busybox-static curl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup apt venv install test unit integration demo bench lint rootfs clean
+
+setup: apt venv install rootfs
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
+
+venv: $(PY)
+	$(PY) -m pip install -q "pyroute2>=0.9,<0.10" "python-prctl>=1.8" pytest pytest-timeout
+
+install: $(PY)
+	$(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall .
+	@rm -rf build *.egg-info
+	@$(VENV)/bin/nspod --version
+
+rootfs: tests/rootfs/bin/busybox
+
+tests/rootfs/bin/busybox: tools/mkrootfs
+	tools/mkrootfs tests/rootfs
+
+test:
+	$(VENV)/bin/pytest tests
+
+unit:
+	$(VENV)/bin/pytest tests/unit
+
+integration:
+	$(VENV)/bin/pytest tests/integration
+
+demo:
+	tools/demo
+
+bench:
+	$(PY) bench/bench.py
+
+lint:
+	$(VENV)/bin/ruff check nspod tests bench || true
+
+clean:
+	rm -rf build *.egg-info nspod/_core*.so nspod/pause tests/rootfs

@@ -1,0 +1,5 @@
+import sys
+
+from nspod.cli import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""nspod's exceptions. A leaf module: it imports nothing of the package.
+
+Each class knows its exit code; the CLI prints `nspod: <message>` once.
+"""
+
+USAGE = 2
+FAILED = 125
+NOT_EXECUTABLE = 126
+NOT_FOUND = 127
+
+
+class NspodError(Exception):
+    """A failure nspod reports as one line and an exit code."""
+
+    code = FAILED
+
+
+class UsageError(NspodError):
+    code = USAGE
+
+
+class PodExists(NspodError):
+    pass
+
+
+class NoSuchPod(NspodError):
+    pass
+
+
+class PodNotRunning(NspodError):
+    pass
+
+
+class NotRoot(NspodError):
+    pass
+
+
+class ExecFailed(NspodError):
+    """The command could not be executed: 126 (found, not runnable) or 127."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def os_reason(err: OSError) -> str:
+    """The lower-case strerror of err, e.g. 'no such file or directory'."""
+    text = err.strerror or str(err)
+    return text[:1].lower() + text[1:]
