@@ -36,6 +36,17 @@ class CreateSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def checkpoint(step: str) -> None:
+    """Crash-injection hook for tests: NSPOD_FAIL_AT=STEP fails there, NSPOD_KILL_AT kills."""
+    if os.environ.get("NSPOD_FAIL_AT") == step:
+        raise NspodError(f"injected failure at {step}")
+    if os.environ.get("NSPOD_KILL_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+CREATE_STEPS = ("dir", "pause", "namespaces", "record")
+
+
 def generate_name(store: Store) -> str:
     while True:
         name = "pod-" + secrets.token_hex(4)
@@ -61,6 +72,7 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
         except FileExistsError:
             raise PodExists(f'pod "{name}" already exists') from None
         undo.callback(shutil.rmtree, pdir, ignore_errors=True)
+        checkpoint("dir")
         for sub in ("ns", "exits", "root"):
             (pdir / sub).mkdir(mode=0o755)
         (pdir / "root").chmod(0o555)
@@ -78,8 +90,10 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
         if start is None:
             raise NspodError(f'create pod "{name}": pause exited at once (see {pdir}/pause.log)')
         (pdir / "pause.pid").write_text(f"{pid} {start}\n")
+        checkpoint("pause")
         undo.callback(release_namespaces, pdir)
         pin_namespaces(pid, pdir / "ns", net=spec.net != "host")
+        checkpoint("namespaces")
         rec = PodRecord(
             name=name,
             hostname=hostname,
@@ -90,6 +104,7 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
             spec={"net": spec.net, **spec.extra},
         )
         store.save(rec)
+        checkpoint("record")
         undo.pop_all()
     return rec
 

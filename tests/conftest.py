@@ -1,0 +1,226 @@
+"""Shared test machinery.
+
+Every integration test gets its own state root, bridge, subnet and nftables
+table (the `pod_env` fixture), and cleans up even when it fails. After the
+run, a session-end check fails the suite when anything leaked: a mount under
+a test root, a live pause process, a test root, a veth or bridge of a test.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NSPOD = Path(os.environ.get("NSPOD_BIN", REPO / ".venv" / "bin" / "nspod"))
+ROOTFS = REPO / "tests" / "rootfs"
+TEST_PREFIX = "/tmp/nspod-test-"
+LINK_PREFIX = "nt"  # bridges and veths made by tests start with this
+
+
+def _state() -> dict[str, int]:
+    return {"n": 0}
+
+
+_counter = _state()
+
+
+@dataclass
+class PodEnv:
+    """One test's world: run nspod against its own root, bridge, subnet, table."""
+
+    root: Path
+    bridge: str
+    subnet: str
+    table: str
+    tag: str
+    pods_seen: set[str] = field(default_factory=set)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            NSPOD_ROOT=str(self.root),
+            NSPOD_BRIDGE=self.bridge,
+            NSPOD_SUBNET=self.subnet,
+            NSPOD_NFT_TABLE=self.table,
+        )
+        return env
+
+    def run(
+        self, *args: str, check: bool = False, timeout: float = 30, **kw: object
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(NSPOD), *args],
+            env=self.env,
+            capture_output=kw.pop("capture_output", True),  # type: ignore[arg-type]
+            text=True,
+            timeout=timeout,
+            **kw,  # type: ignore[arg-type]
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"nspod {' '.join(args)} -> {proc.returncode}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
+        return proc
+
+    def popen(self, *args: str, **kw: object) -> subprocess.Popen[str]:
+        return subprocess.Popen([str(NSPOD), *args], env=self.env, text=True, **kw)  # type: ignore[call-overload]
+
+    def create(self, *args: str) -> str:
+        name = self.run("create", *args, check=True).stdout.strip()
+        self.pods_seen.add(name)
+        return name
+
+    def inspect(self, name: str) -> dict[str, object]:
+        out = self.run("inspect", name, check=True).stdout
+        return json.loads(out)[0]  # type: ignore[no-any-return]
+
+    def pause_pids(self) -> list[int]:
+        pids = []
+        for rec in (self.root / "pods").glob("*/pod.json"):
+            try:
+                pids.append(json.loads(rec.read_text())["pid"])
+            except (OSError, ValueError, KeyError):
+                continue
+        for rec in (self.root / "pods").glob("*/pause.pid"):
+            try:
+                pids.append(int(rec.read_text().split()[0]))
+            except (OSError, ValueError, IndexError):
+                continue
+        return [p for p in pids if p]
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def new_pod_env() -> PodEnv:
+    _counter["n"] += 1
+    n = _counter["n"]
+    tag = uuid.uuid4().hex[:6]
+    root = Path(f"{TEST_PREFIX}{tag}")
+    root.mkdir(parents=True)
+    # 10.200.0.0/16 .. 10.255: each test gets its own /24 under 10.(200+pid%50).
+    subnet = f"10.{200 + os.getpid() % 50}.{n % 250 + 1}.0/24"
+    return PodEnv(root=root, bridge=f"{LINK_PREFIX}b{tag}", subnet=subnet,
+                  table=f"nspod_t{tag}", tag=tag)
+
+
+def live_pids(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            out.append(pid)
+    return out
+
+
+def teardown_env(e: PodEnv) -> list[str]:
+    """Removes everything the test made; returns what had to be removed by force."""
+    problems = []
+    pids = e.pause_pids()
+    names = e.run("ls", "-q").stdout.split() if (e.root / "pods").exists() else []
+    for name in names:
+        e.run("rm", "-f", "-t", "0", name)
+    # gc, if it exists, takes what a crashed create left
+    e.run("gc")
+    for pid in live_pids(pids):
+        problems.append(f"pause pid {pid} still alive after rm")
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        target = line.split()[1]
+        if target.startswith(str(e.root)):
+            problems.append(f"mount left: {target}")
+            subprocess.run(["umount", "-l", target], check=False)
+    leftovers = [p.name for p in (e.root / "pods").glob("*")] if (e.root / "pods").exists() else []
+    if leftovers:
+        problems.append(f"pod state left: {leftovers}")
+    links = subprocess.run(["ip", "-o", "link", "show", "master", e.bridge],
+                           capture_output=True, text=True).stdout
+    if links.strip():
+        problems.append(f"veths left on {e.bridge}: {links.strip()}")
+    # the bridge and table are the test's own: remove them whatever happened
+    subprocess.run(["ip", "link", "del", e.bridge], capture_output=True, check=False)
+    for family in ("ip", "inet"):
+        subprocess.run(["nft", "delete", "table", family, e.table], capture_output=True, check=False)
+    ipam = e.root / "ipam"
+    if ipam.exists() and any(p.suffix != ".lock" for p in ipam.iterdir()):
+        problems.append(f"address records left: {sorted(p.name for p in ipam.iterdir())}")
+    shutil.rmtree(e.root, ignore_errors=True)
+    return problems
+
+
+@pytest.fixture
+def pod_env() -> Iterator[PodEnv]:
+    if not is_root():
+        pytest.skip("needs root and the real kernel")
+    if not NSPOD.exists():
+        pytest.fail(f"{NSPOD} missing: run make setup")
+    e = new_pod_env()
+    try:
+        yield e
+    finally:
+        problems = teardown_env(e)
+    if problems:
+        pytest.fail("leaked: " + "; ".join(problems))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fails the run when anything of a test is left on the machine."""
+    if not is_root():
+        return
+    leaks = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        target = line.split()[1]
+        if target.startswith(TEST_PREFIX):
+            leaks.append(f"mount {target}")
+    for d in Path("/tmp").glob("nspod-test-*"):
+        leaks.append(f"state root {d}")
+    pause = str(REPO / "nspod" / "pause")
+    exe_names = {pause}
+    try:
+        import nspod.spawn as sp  # the installed package's pause
+
+        exe_names.add(str(sp.PAUSE_BIN))
+    except Exception:  # noqa: BLE001 - the check still runs on what it knows
+        pass
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            exe = os.readlink(p / "exe")
+        except OSError:
+            continue
+        if exe in exe_names and live_pids([int(p.name)]):
+            cwd_root = ""
+            try:
+                cwd_root = os.readlink(p / "root")
+            except OSError:
+                pass
+            if cwd_root.startswith(TEST_PREFIX):
+                leaks.append(f"pause process {p.name}")
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    for m in re.finditer(r"^\d+: (" + LINK_PREFIX + r"[^:@]+)", links, re.M):
+        leaks.append(f"link {m.group(1)}")
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    for m in re.finditer(r"table \w+ (nspod_t\w+)", tables):
+        leaks.append(f"nft table {m.group(1)}")
+    if leaks:
+        print("\nnspod leak check FAILED: " + "; ".join(leaks), file=sys.stderr)
+        session.exitstatus = 1
