@@ -1,0 +1,68 @@
+"""The command-line parser and the CLI's usage errors (no root needed)."""
+
+import pytest
+
+from nspod.args import Opt, Verb, parse, usage
+from nspod.cli import VERBS, main
+from nspod.errors import UsageError
+
+JOIN = VERBS["join"]
+
+
+def test_join_options_before_and_after_the_pod() -> None:
+    a = parse(JOIN, ["-e", "A=1", "web", "-w", "/tmp", "--env=B=2", "--", "ls", "-l"])
+    assert a.pod == "web" and a.workdir == "/tmp"
+    assert a.env == [("A", "1"), ("B", "2")]
+    assert a.command == ["ls", "-l"]
+
+
+def test_join_command_without_double_dash_keeps_its_options() -> None:
+    a = parse(JOIN, ["web", "ls", "-l", "-e"])
+    assert a.command == ["ls", "-l", "-e"]
+
+
+def test_join_needs_a_command() -> None:
+    with pytest.raises(UsageError, match="no command given"):
+        parse(JOIN, ["web", "--"])
+    with pytest.raises(UsageError):
+        parse(JOIN, ["web"])
+
+
+def test_short_option_with_attached_value_and_flag_clusters() -> None:
+    verb = Verb("x", "", ("A?",), (Opt(("-e",), "env", "", "KV", True),
+                                   Opt(("-q",), "q", ""), Opt(("-j",), "j", "")))
+    a = parse(verb, ["-eK=V", "-qj", "name"])
+    assert a.env == ["K=V"] and a.q and a.j and a.a == "name"
+
+
+def test_unknown_and_missing() -> None:
+    with pytest.raises(UsageError, match="unknown option --nope"):
+        parse(VERBS["ls"], ["--nope"])
+    with pytest.raises(UsageError, match="needs a value"):
+        parse(JOIN, ["web", "-w"])
+    with pytest.raises(UsageError, match="missing POD"):
+        parse(VERBS["stop"], [])
+    with pytest.raises(UsageError, match="unexpected argument"):
+        parse(VERBS["ls"], ["extra"])
+
+
+def test_bad_values_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="not a number"):
+        parse(VERBS["stop"], ["-t", "soon", "p"])
+    with pytest.raises(UsageError, match="negative"):
+        parse(VERBS["stop"], ["-t", "-1", "p"])
+
+
+def test_every_verb_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for name, verb in VERBS.items():
+        assert main([name, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: nspod {name}")
+        assert usage(verb) in out
+
+
+def test_usage_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["create", "--bogus"]) == 2
+    assert capsys.readouterr().err == "nspod: create: unknown option --bogus\n"
+    assert main([]) == 2
+    assert main(["--version"]) == 0
