@@ -13,8 +13,8 @@ VERSION = "0.1.0"
 CFLAGS = ["-Os", "-Wall", "-Wextra", "-Werror", "-static", "-s", f'-DNSPOD_VERSION="{VERSION}"']
 
 
-def build_pause(out: Path) -> None:
-    """Compiles csrc/pause.c into a static executable at out.
+def build_static(source: str, out: Path) -> None:
+    """Compiles csrc/<source> into a static executable at out (pause, the logger).
 
     musl-gcc gives a binary of a few kB resident; glibc static is the
     fallback (about 700 kB resident) and says so.
@@ -24,16 +24,17 @@ def build_pause(out: Path) -> None:
         cc = os.environ.get("CC", "cc")
         print("nspod: musl-gcc not found; building pause against glibc (larger)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([cc, *CFLAGS, "-o", str(out), str(HERE / "csrc" / "pause.c")], check=True)
+    subprocess.run([cc, *CFLAGS, "-o", str(out), str(HERE / "csrc" / source)], check=True)
 
 
 class BuildExt(build_ext):
     def run(self) -> None:
         super().run()
-        target = Path(self.build_lib) / "nspod" / "pause"
-        build_pause(target)
-        if self.inplace:
-            shutil.copy2(target, HERE / "nspod" / "pause")
+        for source, binary in (("pause.c", "pause"), ("logger.c", "nspod-logger")):
+            target = Path(self.build_lib) / "nspod" / binary
+            build_static(source, target)
+            if self.inplace:
+                shutil.copy2(target, HERE / "nspod" / binary)
 
 
 setup(

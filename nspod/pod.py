@@ -1,4 +1,4 @@
-"""Pod lifecycle: create, join, stop, rm, list, inspect.
+"""Pod lifecycle: create, start, stop, rm, kill, list, inspect, gc.
 
 Orchestrates the layers below and owns rollback: each step of a create
 registers its undo, so a failure at any step leaves nothing behind.
@@ -44,7 +44,7 @@ def checkpoint(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-CREATE_STEPS = ("dir", "pause", "namespaces", "record")
+CREATE_STEPS = ("dir", "pause", "namespaces", "record")  # in order
 
 
 def generate_name(store: Store) -> str:
@@ -61,56 +61,66 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
         check_name(hostname, "hostname")
     require_root("create")
     store.ensure()
+    gc_light(store)
     if name is None:
         name = generate_name(store)
         hostname = hostname or name
     assert hostname is not None
     pdir = store.pod_dir(name)
-    with contextlib.ExitStack() as undo:
-        try:
-            pdir.mkdir(mode=0o711)
-        except FileExistsError:
-            raise PodExists(f'pod "{name}" already exists') from None
+    try:
+        pdir.mkdir(mode=0o711)
+    except FileExistsError:
+        raise PodExists(f'pod "{name}" already exists') from None
+    # The lock is held until create returns: gc leaves a pod being made alone,
+    # and takes what a killed create left once the lock is free.
+    with store.lock(name), contextlib.ExitStack() as undo:
         undo.callback(shutil.rmtree, pdir, ignore_errors=True)
         checkpoint("dir")
-        for sub in ("ns", "exits", "root"):
+        for sub in ("ns", "exits", "root", "members", "logs"):
             (pdir / sub).mkdir(mode=0o755)
         (pdir / "root").chmod(0o555)
-        pid = spawn.start_pause(
-            spawn.PauseSpec(
-                hostname=hostname,
-                records=pdir / "exits",
-                log=pdir / "pause.log",
-                new_net=spec.net != "host",
-                chroot=pdir / "root",
-            )
-        )
-        undo.callback(_kill_pause, pid)
-        start = proc_start(pid)
-        if start is None:
-            raise NspodError(f'create pod "{name}": pause exited at once (see {pdir}/pause.log)')
-        (pdir / "pause.pid").write_text(f"{pid} {start}\n")
-        checkpoint("pause")
-        undo.callback(release_namespaces, pdir)
-        pin_namespaces(pid, pdir / "ns", net=spec.net != "host")
-        checkpoint("namespaces")
         rec = PodRecord(
             name=name,
             hostname=hostname,
             created=time.time(),
             state="running",
-            pid=pid,
-            pid_start=start,
             spec={"net": spec.net, **spec.extra},
         )
+        _launch(store, rec, undo)
         store.save(rec)
         checkpoint("record")
         undo.pop_all()
     return rec
 
 
-def _kill_pause(pid: int) -> None:
-    spawn.kill_and_forget(pid)
+def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
+    """Starts the pod's pause and everything around it (create and start).
+
+    Fills rec's runtime facts; each step registers its undo on undo.
+    """
+    pdir = store.pod_dir(rec.name)
+    net = rec.spec.get("net", "none")
+    pid = spawn.start_pause(
+        spawn.PauseSpec(
+            hostname=rec.hostname,
+            records=str(pdir / "exits"),
+            log=str(pdir / "pause.log"),
+            new_net=net != "host",
+            chroot=str(pdir / "root"),
+        )
+    )
+    undo.callback(spawn.kill_and_forget, pid)
+    start = proc_start(pid)
+    if start is None:
+        raise NspodError(f'create pod "{rec.name}": pause exited at once (see {pdir}/pause.log)')
+    (pdir / "pause.pid").write_text(f"{pid} {start}\n")
+    checkpoint("pause")
+    undo.callback(release_namespaces, pdir)
+    pin_namespaces(pid, pdir / "ns", net=net != "host")
+    checkpoint("namespaces")
+    rec.pid, rec.pid_start = pid, start
+    rec.state = "running"
+    rec.finished = None
 
 
 def pin_namespaces(pid: int, nsdir: Path, net: bool = True) -> None:
@@ -191,63 +201,6 @@ def inspect(store: Store, rec: PodRecord) -> dict[str, Any]:
 
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-# -- join ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JoinSpec:
-    pod: str
-    argv: list[str]
-    env: dict[str, str]
-    cwd: str | None = None
-
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
-    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": "/root"}
-    term = os.environ.get("TERM")
-    if term:
-        env["TERM"] = term
-    env.update(extra)
-    return env
-
-
-def join(store: Store, spec: JoinSpec) -> int:
-    """Runs spec.argv in the pod in the foreground; returns its exit code."""
-    require_root("join")
-    rec = store.load(spec.pod)
-    pdir = store.pod_dir(rec.name)
-    if rec.state != "running" or not rec.pause.alive():
-        refresh(store, rec)
-        raise PodNotRunning(f'join pod "{rec.name}": pod is not running')
-    try:
-        pause_fd = os.pidfd_open(rec.pid)
-    except ProcessLookupError:
-        raise PodNotRunning(f'join pod "{rec.name}": pod is not running') from None
-    if proc_start(rec.pid) != rec.pid_start:
-        raise PodNotRunning(f'join pod "{rec.name}": pod is not running')
-    records = os.open(pdir / "exits", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    ns = {k: str(pdir / "ns" / k) for k in NS_KINDS if (pdir / "ns" / k).exists()}
-    try:
-        spawn.enter_pod(ns)
-    except OSError as e:
-        raise PodNotRunning(f'join pod "{rec.name}": {os_reason(e)}') from e
-    member = spawn.start_member(
-        spawn.MemberSpec(argv=spec.argv, env=member_env(spec.env, rec.hostname), cwd=spec.cwd, ns=ns),
-        records,
-    )
-    status = spawn.wait_member(member, records, lambda: not _readable(pause_fd))
-    with contextlib.suppress(OSError):
-        os.unlink(str(member.pod_pid), dir_fd=records)
-    return spawn.exit_code(status)
-
-
-def _readable(fd: int) -> bool:
-    return bool(select.select([fd], [], [], 0)[0])
 
 
 # -- stop / rm ------------------------------------------------------------------
@@ -345,8 +298,117 @@ def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> N
         pdir = store.pod_dir(name)
         if not (pdir / "pod.json").exists():
             raise NoSuchPod(f'pod "{name}": no such pod')
-        release_namespaces(pdir)
+        _release_all(store, pdir)
         _remove_tree(pdir)
+
+
+def start_pod(store: Store, name: str) -> PodRecord:
+    """A stopped (or exited) pod runs again: new pause, same name and spec."""
+    require_root("start")
+    with store.lock(name):
+        rec = store.load(name)
+        if rec.state == "running" and rec.pause.alive():
+            raise NspodError(f'start pod "{name}": pod is already running')
+        pdir = store.pod_dir(name)
+        release_namespaces(pdir)
+        with contextlib.ExitStack() as undo:
+            _launch(store, rec, undo)
+            store.save(rec)
+            undo.pop_all()
+        return rec
+
+
+def kill_pod(store: Store, name: str, sig: int) -> int:
+    """Sends sig to every process of the pod but pause; returns how many got it."""
+    require_root("kill")
+    rec = get(store, name)
+    if rec.state != "running":
+        raise PodNotRunning(f'kill pod "{name}": pod is not running')
+    fds = _signal_all(pod_processes(rec, store.pod_dir(name)), sig)
+    for fd in fds:
+        os.close(fd)
+    return len(fds)
+
+
+# -- gc ---------------------------------------------------------------------------
+
+
+def gc_light(store: Store) -> None:
+    """What create, ls and inspect do first: mark dead pods exited, free their kernel objects."""
+    for name in store.names():
+        try:
+            refresh(store, store.load(name))
+        except (NoSuchPod, OSError):
+            continue
+
+
+def gc(store: Store) -> list[str]:
+    """Gives back everything held by pods that died on their own or were half made.
+
+    Running pods, pods being created (their lock is held) and pods stopped by
+    the user are untouched. Returns the names removed.
+    """
+    require_root("gc")
+    removed = []
+    for pdir in store.dirs():
+        name = pdir.name
+        with store.try_lock(name) as locked:
+            if not locked:
+                continue  # a create or another verb is working on it
+            try:
+                rec: PodRecord | None = store.load(name)
+            except (NoSuchPod, ValueError, OSError):
+                rec = None
+            if rec is not None:
+                if rec.state == "stopped":
+                    continue
+                if rec.state == "running" and rec.pause.alive():
+                    continue
+            for pid in _pauses_of(pdir):
+                spawn.kill_and_forget(pid)
+            _release_all(store, pdir)
+            _remove_tree(pdir)
+            removed.append(name)
+    return removed
+
+
+def _pauses_of(pdir: Path) -> list[int]:
+    """Live pause processes of a pod dir, found by pause.pid and by pause's root.
+
+    A create killed before it wrote pause.pid still left a pause chrooted in
+    pdir/root: /proc/PID/root names it.
+    """
+    pids = set()
+    try:
+        pid, start = (int(x) for x in (pdir / "pause.pid").read_text().split())
+        if ProcId(pid, start).alive():
+            pids.add(pid)
+    except (OSError, ValueError):
+        pass
+    want = str(pdir / "root")
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry.name}/root") == want:
+                    pids.add(int(entry.name))
+            except OSError:
+                continue
+    return sorted(pids)
+
+
+def _release_all(store: Store, pdir: Path) -> None:
+    """Frees every kernel object a pod may hold. Idempotent; used by rm and gc."""
+    release_namespaces(pdir)
+    prefix = str(pdir) + "/"
+    mounts = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            target = line.split()[4]
+            if target.startswith(prefix):
+                mounts.append(target)
+    for target in sorted(mounts, key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            sc.umount2(target, sc.MNT_DETACH)
 
 
 def _remove_tree(pdir: Path) -> None:

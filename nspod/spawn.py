@@ -2,31 +2,48 @@
 
 Pause:   nspod ─fork→ C (unshare pid,uts,ipc,mnt,net) ─fork→ pause (PID 1)
          C exits at once; pause outlives nspod.
-Member:  nspod (setns into the pod) ─fork→ X (in the pod) ─fork→ P ─exec→ cmd
-         X exits at once, so P's parent is pause: pause reaps it and every
-         orphan P leaves, and records P's exit status (see csrc/pause.c).
-         The kernel gives the orphans of a process to the init of *that
-         process's* PID namespace; X lives in the pod's, nspod does not.
+Member:  nspod ─fork→ C (setns into the pod) ─fork→ X (in the pod's PID ns)
+         X ─fork→ [logger] and P ─exec→ CMD; X exits at once.
+         The kernel gives a dead process's children to the init of *that
+         process's* PID namespace (find_new_reaper, kernel/exit.c): X lives
+         in the pod's, so P and the logger become children of pause, which
+         reaps them, every orphan they leave, and records P's exit status
+         (csrc/pause.c). nspod itself never leaves the host's namespaces.
+
+Kept lean on purpose (no dataclasses, socket, pathlib): `nspod join` imports
+it, and every import is paid on each join.
 """
+
+from __future__ import annotations
 
 import errno
 import os
 import select
-import signal
-import socket
+import _signal as signal  # not `signal`: it imports enum, ~8 ms
 import struct
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+
+import _socket
 
 from nspod import syscalls as sc
 from nspod.errors import NOT_EXECUTABLE, NOT_FOUND, ExecFailed, NspodError, os_reason
 
-PAUSE_BIN = Path(__file__).resolve().parent / "pause"
-PAUSE_NS_FLAGS = sc.CLONE_NEWPID | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNS | sc.CLONE_NEWNET
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PAUSE_BIN = os.path.join(HERE, "pause")
+LOGGER_BIN = os.path.join(HERE, "nspod-logger")
+PAUSE_NS_FLAGS = (
+    sc.CLONE_NEWPID | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNS | sc.CLONE_NEWNET
+)
+FORWARDED = (
+    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+)
 UCRED = struct.Struct("3i")
+NS_ORDER = ("ipc", "uts", "net", "pid", "mnt")  # mnt last: setns(2) resets root and cwd
+TIOCSCTTY = 0x540E
 
 
 def _report(fd: int, tag: bytes, text: str) -> None:
@@ -36,19 +53,34 @@ def _report(fd: int, tag: bytes, text: str) -> None:
         pass
 
 
-@dataclass(frozen=True)
+def _why(e: BaseException) -> str:
+    return os_reason(e) if isinstance(e, OSError) else str(e)
+
+
 class PauseSpec:
-    hostname: str
-    records: Path  # directory pause writes member exit records into
-    log: Path  # pause's stderr
-    new_net: bool = True
-    chroot: Path | None = None  # pause's own root: an empty directory
+    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare")
+
+    def __init__(
+        self,
+        hostname: str,
+        records: str,  # directory pause writes member exit records into
+        log: str,  # pause's stderr
+        new_net: bool = True,
+        chroot: str | None = None,  # pause's own root: an empty directory
+        prepare: Callable[[], None] | None = None,  # runs as PID 1 before exec (cgroup, ...)
+    ) -> None:
+        self.hostname = hostname
+        self.records = str(records)
+        self.log = str(log)
+        self.new_net = new_net
+        self.chroot = None if chroot is None else str(chroot)
+        self.prepare = prepare
 
 
 def start_pause(spec: PauseSpec) -> int:
     """Starts pause as PID 1 of new namespaces; returns its host pid once it runs pause.
 
-    Raises NspodError with the step that failed; nothing is left running then.
+    Raises NspodError naming the step that failed; nothing is left running then.
     """
     r, w = os.pipe2(os.O_CLOEXEC)
     flags = PAUSE_NS_FLAGS if spec.new_net else PAUSE_NS_FLAGS & ~sc.CLONE_NEWNET
@@ -57,10 +89,13 @@ def start_pause(spec: PauseSpec) -> int:
     logfd = os.open(spec.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     c = os.fork()
     if c == 0:
+        step = "start"
         try:
             os.close(r)
             step = "unshare namespaces"
             sc.unshare(flags)
+            # Private propagation: nothing mounted in the pod reaches the host,
+            # and binding this mount namespace's file on the host makes no loop.
             step = "make the pod's mounts private"
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
             p1 = os.fork()
@@ -69,7 +104,7 @@ def start_pause(spec: PauseSpec) -> int:
             os.write(w, b"P%d\n" % p1)
             os._exit(0)
         except BaseException as e:  # noqa: BLE001 - reported through the pipe
-            _report(w, b"E", f"{step}: {os_reason(e) if isinstance(e, OSError) else e}")
+            _report(w, b"E", f"{step}: {_why(e)}")
             os._exit(1)
     for fd in (w, binfd, recfd, logfd):
         os.close(fd)
@@ -103,6 +138,9 @@ def _pause_child(spec: PauseSpec, w: int, binfd: int, recfd: int, logfd: int) ->
         if spec.new_net:
             step = "bring up lo"
             sc.link_up("lo")
+        if spec.prepare is not None:
+            step = "prepare pause"
+            spec.prepare()
         os.setsid()
         step = "set up pause's descriptors"
         null = os.open("/dev/null", os.O_RDWR)
@@ -113,16 +151,15 @@ def _pause_child(spec: PauseSpec, w: int, binfd: int, recfd: int, logfd: int) ->
         os.closerange(4, binfd)
         os.closerange(binfd + 1, 65536)
         if spec.chroot is not None:
+            # pause's /proc/1/root and cwd then show an empty directory, not the host
             step = "enter pause's empty root"
             os.chroot(spec.chroot)
-            os.chdir("/")
-        else:
-            os.chdir("/")
+        os.chdir("/")
         step = "exec pause"
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         os.execve(binfd, ["/pause"], {})
     except BaseException as e:  # noqa: BLE001 - reported through the pipe
-        _report(w, b"E", f"{step}: {os_reason(e) if isinstance(e, OSError) else e}")
+        _report(w, b"E", f"{step}: {_why(e)}")
     os._exit(1)
 
 
@@ -133,33 +170,45 @@ def kill_and_forget(pid: int) -> None:
         pass
 
 
-@dataclass(frozen=True)
 class MemberSpec:
-    argv: Sequence[str]
-    env: dict[str, str]
-    cwd: str | None = None
-    ns: dict[str, str] = field(default_factory=dict)  # kind -> pinned namespace path
-    # run in P after it has its own mount namespace, before exec (rootfs, limits, ...)
-    prepare: Callable[[], None] | None = None
-    detach: bool = False
-    stdio: tuple[int, int, int] | None = None  # fds for 0, 1, 2; None: the caller's
+    __slots__ = ("argv", "env", "cwd", "ns", "prepare", "detach", "log_fd", "tty")
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str],
+        cwd: str | None = None,
+        ns: dict[str, str] | None = None,  # kind -> pinned namespace path
+        prepare: Callable[[], None] | None = None,  # in P, own mount ns, before exec
+        detach: bool = False,  # stdin /dev/null, stdout/stderr to the logger
+        log_fd: int = -1,  # the log file, for detach
+        tty: int = -1,  # a pty slave to be P's terminal and stdio
+    ) -> None:
+        self.argv = list(argv)
+        self.env = env
+        self.cwd = cwd
+        self.ns = ns or {}
+        self.prepare = prepare
+        self.detach = detach
+        self.log_fd = log_fd
+        self.tty = tty
 
 
-@dataclass
 class Member:
-    host_pid: int
-    pod_pid: int
-    pidfd: int
+    __slots__ = ("host_pid", "pod_pid", "pidfd", "logger_pid")
+
+    def __init__(self, host_pid: int, pod_pid: int, pidfd: int, logger_pid: int) -> None:
+        self.host_pid = host_pid
+        self.pod_pid = pod_pid  # its pid inside the pod
+        self.pidfd = pidfd
+        self.logger_pid = logger_pid  # the logger's pid inside the pod, or 0
 
 
 def enter_pod(ns: dict[str, str]) -> None:
-    """setns into the pod's namespaces, mnt last (setns(2): it resets root and cwd).
-
-    Only the calling process moves; for pid only its future children do.
-    """
+    """setns into the pod's namespaces. For pid, only future children move."""
     fds = {}
     try:
-        for kind in ("ipc", "uts", "net", "pid", "mnt"):
+        for kind in NS_ORDER:
             if kind in ns:
                 fds[kind] = os.open(ns[kind], os.O_RDONLY | os.O_CLOEXEC)
         for kind, fd in fds.items():
@@ -169,65 +218,128 @@ def enter_pod(ns: dict[str, str]) -> None:
             os.close(fd)
 
 
-def start_member(spec: MemberSpec, records_fd: int) -> Member:
+def start_member(spec: MemberSpec, on_started: Callable[[int, int, int], None]) -> Member:
     """Starts spec.argv in the pod as a child of pause; returns once it has exec'd.
 
-    The caller must already be in the pod's namespaces (enter_pod).
-    Raises ExecFailed (126/127) when the command cannot be run.
+    on_started(host_pid, pod_pid, logger_pid) runs before the member may exec
+    (so before it can exit): the place to make its exit record.
+    Raises ExecFailed (126/127, or 125 for a failed setup step).
     """
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    parent.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-    x = os.fork()
-    if x == 0:
+    parent, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    parent.setsockopt(_socket.SOL_SOCKET, _socket.SO_PASSCRED, 1)
+    c = os.fork()
+    if c == 0:
         parent.close()
-        if os.fork() != 0:
-            os._exit(0)
-        _member_child(spec, child)
+        try:
+            enter_pod(spec.ns)
+            x = os.fork()
+            if x == 0:
+                _member_x(spec, child)
+            os.waitpid(x, 0)
+        except BaseException as e:  # noqa: BLE001 - reported through the socket
+            _send_quiet(child, b"E125 %s" % _why(e).encode()[:400])
+            os._exit(1)
+        os._exit(0)
     child.close()
-    os.waitpid(x, 0)
-    msg, anc, _, _ = parent.recvmsg(512, socket.CMSG_SPACE(UCRED.size))
-    if msg.startswith(b"E"):
-        raise _exec_error(msg, spec)
-    host_pid = 0
-    for level, kind, data in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-            host_pid = UCRED.unpack(data[: UCRED.size])[0]
-    pod_pid = int(msg[1:])
-    if not host_pid:
-        raise NspodError("start member: no credentials from the member")
-    pidfd = os.pidfd_open(host_pid)
-    # The exit record must exist before the member can exit: it waits for "go".
-    fd = os.open(str(pod_pid), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=records_fd)
-    os.close(fd)
-    parent.send(b"go")
-    msg = parent.recv(512)
-    parent.close()
-    if msg.startswith(b"E"):
-        os.close(pidfd)
-        raise _exec_error(msg, spec)
-    return Member(host_pid, pod_pid, pidfd)
+    try:
+        logger_pid = 0
+        while True:
+            msg, anc, _, _ = parent.recvmsg(512, _socket.CMSG_SPACE(UCRED.size))
+            if msg.startswith(b"L"):
+                logger_pid = int(msg[1:])
+                continue
+            break
+        os.waitpid(c, 0)
+        if not msg:
+            raise NspodError("start member: it died before it started")
+        if msg.startswith(b"E"):
+            raise _exec_error(msg)
+        host_pid = 0
+        for level, kind, data in anc:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_CREDENTIALS:
+                host_pid = UCRED.unpack(data[: UCRED.size])[0]
+        if not host_pid:
+            raise NspodError("start member: no credentials from the member")
+        pod_pid = int(msg[1:])
+        pidfd = os.pidfd_open(host_pid)
+        try:
+            on_started(host_pid, pod_pid, logger_pid)
+            parent.send(b"go")
+            msg = parent.recv(512)
+        except BaseException:
+            os.close(pidfd)
+            raise
+        if msg.startswith(b"E"):
+            os.close(pidfd)
+            raise _exec_error(msg)
+        return Member(host_pid, pod_pid, pidfd, logger_pid)
+    finally:
+        parent.close()
 
 
-def _exec_error(msg: bytes, spec: MemberSpec) -> ExecFailed:
+def _exec_error(msg: bytes) -> ExecFailed:
     code, _, text = msg[1:].decode(errors="replace").partition(" ")
     return ExecFailed(text, int(code))
 
 
-def _member_child(spec: MemberSpec, sock: socket.socket) -> None:
+def _member_x(spec: MemberSpec, sock: _socket.socket) -> None:
+    """X: the first process inside the pod's PID namespace. Forks and exits."""
+    try:
+        stdio = None
+        if spec.detach:
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            lg = os.fork()
+            if lg == 0:
+                _exec_logger(out_r, err_r, spec.log_fd)
+            os.close(out_r)
+            os.close(err_r)
+            sock.send(b"L%d" % lg)
+            stdio = (os.open("/dev/null", os.O_RDONLY), out_w, err_w)
+        if os.fork() == 0:
+            _member_child(spec, sock, stdio)
+    except BaseException as e:  # noqa: BLE001
+        _send_quiet(sock, b"E125 start member: %s" % _why(e).encode()[:300])
+    os._exit(0)
+
+
+def _exec_logger(out_r: int, err_r: int, log_fd: int) -> None:
+    try:
+        os.dup2(out_r, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(err_r, 3)
+        null = os.open("/dev/null", os.O_WRONLY)
+        os.dup2(null, 2)
+        os.closerange(4, 65536)
+        os.setsid()
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        os.execve(LOGGER_BIN, ["nspod-logger"], {})
+    finally:
+        os._exit(127)
+
+
+def _member_child(spec: MemberSpec, sock: _socket.socket, stdio: tuple[int, int, int] | None) -> None:
     """P: the member before exec. Reports errors as b'E<code> <message>'."""
     what = "start"
     try:
         what = "set up the member's mounts"
         sc.unshare(sc.CLONE_NEWNS)
-        if spec.prepare is not None:
-            spec.prepare()
-        if spec.stdio is not None:
-            for i, fd in enumerate(spec.stdio):
-                os.dup2(fd, i)
-        if spec.detach:
+        if spec.tty >= 0:
+            os.setsid()
+            import fcntl  # only here: the tty path
+
+            fcntl.ioctl(spec.tty, TIOCSCTTY, 0)
+            stdio = (spec.tty, spec.tty, spec.tty)
+        elif spec.detach:
             os.setsid()
         else:
+            # own process group; nspod hands it the terminal when it has one
             os.setpgid(0, 0)
+        if stdio is not None:
+            for i, fd in enumerate(stdio):
+                os.dup2(fd, i)
+        if spec.prepare is not None:
+            spec.prepare()
         sock.send(b"P%d" % os.getpid())
         if sock.recv(16) != b"go":
             os._exit(1)
@@ -251,12 +363,13 @@ def _member_child(spec: MemberSpec, sock: socket.socket) -> None:
         _send_quiet(sock, b"E%d %s" % (code, text.encode()[:400]))
         os._exit(code)
     except BaseException as e:  # noqa: BLE001
-        _send_quiet(sock, b"E125 %s: %s" % (what.encode(), str(e).encode()[:300]))
+        text = str(e) if isinstance(e, NspodError) else f"{what}: {e}"
+        _send_quiet(sock, b"E%d %s" % (getattr(e, "code", 125), text.encode()[:400]))
         os._exit(125)
     os._exit(125)
 
 
-def _send_quiet(sock: socket.socket, data: bytes) -> None:
+def _send_quiet(sock: _socket.socket, data: bytes) -> None:
     try:
         sock.send(data)
     except OSError:
@@ -264,15 +377,15 @@ def _send_quiet(sock: socket.socket, data: bytes) -> None:
 
 
 def _exec(argv: Sequence[str], env: dict[str, str]) -> None:
-    """execvpe with the PATH of env; the last useful error when nothing runs."""
+    """execvpe with the PATH of env; the most useful error when nothing runs."""
     cmd = argv[0]
     if "/" in cmd:
         os.execve(cmd, list(argv), env)
     last: OSError | None = None
-    for d in env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":"):
-        path = os.path.join(d or ".", cmd)
+    path = env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    for d in path.split(":"):
         try:
-            os.execve(path, list(argv), env)
+            os.execve(os.path.join(d or ".", cmd), list(argv), env)
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR):
                 last = last or e
@@ -281,10 +394,17 @@ def _exec(argv: Sequence[str], env: dict[str, str]) -> None:
     raise last or FileNotFoundError(errno.ENOENT, "not found", cmd)
 
 
-def wait_member(member: Member, records_fd: int, pause_alive: Callable[[], bool]) -> int:
+def wait_member(
+    member: Member,
+    records_fd: int,
+    pause_alive: Callable[[], bool],
+    relay: Callable[[select.poll, int], bool] | None = None,
+) -> int:
     """Waits for a member to exit; returns its raw wait status from pause's record.
 
-    Forwards FORWARDED signals sent to nspod to the member meanwhile.
+    Forwards FORWARDED signals sent to nspod to the member meanwhile. relay,
+    when given, is called with the poller and each ready fd that is not the
+    member's pidfd (a terminal relay registers its fds on the poller).
     """
 
     def forward(sig: int, _frame: object) -> None:
@@ -297,11 +417,20 @@ def wait_member(member: Member, records_fd: int, pause_alive: Callable[[], bool]
     try:
         poller = select.poll()
         poller.register(member.pidfd, select.POLLIN)
-        while not poller.poll():
-            pass
+        if relay is not None:
+            relay(poller, -1)
+        done = False
+        while not done:
+            for fd, _ in poller.poll():
+                if fd == member.pidfd:
+                    done = True
+                elif relay is not None:
+                    relay(poller, fd)
+        if relay is not None:
+            relay(poller, -2)  # drain what is left
         # The member is a zombie now; pause reaps it and writes the record.
         deadline = time.monotonic() + 5.0
-        delay = 0.0002
+        delay = 0.0001
         while True:
             status = read_exit(records_fd, member.pod_pid)
             if status is not None:
@@ -318,8 +447,14 @@ def wait_member(member: Member, records_fd: int, pause_alive: Callable[[], bool]
 
 def read_exit(records_fd: int, pod_pid: int) -> int | None:
     """The wait status pause recorded for pod_pid, or None while it runs."""
+    rec = read_exit_record(records_fd, pod_pid)
+    return None if rec is None else rec[0]
+
+
+def read_exit_record(records_fd: int, pod_pid: int) -> tuple[int, float] | None:
+    """(wait status, unix time) pause recorded for pod_pid, or None."""
     try:
-        fd = os.open(str(pod_pid), os.O_RDONLY, dir_fd=records_fd)
+        fd = os.open(str(pod_pid), os.O_RDONLY | os.O_CLOEXEC, dir_fd=records_fd)
     except FileNotFoundError:
         return None
     try:
@@ -328,7 +463,8 @@ def read_exit(records_fd: int, pod_pid: int) -> int | None:
         os.close(fd)
     if not data.endswith(b"\n"):
         return None
-    return int(data.split()[0])
+    status, ms = data.split()[:2]
+    return int(status), int(ms) / 1000.0
 
 
 def exit_code(status: int) -> int:

@@ -9,7 +9,6 @@ import errno
 import fcntl
 import json
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -17,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from nspod.errors import NoSuchPod, UsageError
+from nspod.lean import proc_start, valid_name
 
 DEFAULT_ROOT = "/run/nspod"
-NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 NAME_MAX = 63
 NS_KINDS = ("ipc", "uts", "net", "pid", "mnt")
 
@@ -29,7 +28,7 @@ def check_name(name: str, what: str = "pod name") -> str:
         raise UsageError(f"invalid {what} \"\": must not be empty")
     if len(name) > NAME_MAX:
         raise UsageError(f"invalid {what} \"{name[:20]}...\": longer than {NAME_MAX} characters")
-    if not NAME_RE.fullmatch(name):
+    if not valid_name(name):
         raise UsageError(
             f"invalid {what} {json.dumps(name)}: use letters, digits, '_', '.', '-', "
             "starting with a letter or digit"
@@ -48,17 +47,6 @@ class ProcId:
         return self.pid > 0 and proc_start(self.pid) == self.start
 
 
-def proc_start(pid: int) -> int | None:
-    """Start time (clock ticks since boot) of a live, non-zombie pid, else None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rindex(b")") + 2 :].split()
-    if rest[0] in (b"Z", b"X"):
-        return None
-    return int(rest[19])
 
 
 def procid(pid: int) -> ProcId:
@@ -155,6 +143,24 @@ class Store:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def try_lock(self, name: str) -> Iterator[bool]:
+        """Like lock, without waiting: yields False when someone holds it."""
+        try:
+            fd = os.open(self.pod_dir(name), os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            yield False
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
             os.close(fd)
 

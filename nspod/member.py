@@ -1,0 +1,531 @@
+"""Members of a pod: join (foreground, detached, with a terminal), ps, logs, kill.
+
+    ROOT/pods/POD/members/NAME.json   one record per member started by join
+    ROOT/pods/POD/exits/PODPID        its exit status, written by pause
+    ROOT/pods/POD/logs/NAME.log       a detached member's output (CRI format)
+
+Lean on purpose: `nspod join` imports this, and must start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import _signal as signal  # not `signal`: it imports enum, ~8 ms
+import time
+
+from nspod import lean, spawn
+from nspod.errors import NoSuchPod, NspodError, PodNotRunning, UsageError, os_reason
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
+
+NS_KINDS = ("ipc", "uts", "net", "pid", "mnt")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class Pod:
+    """What the member verbs need of a pod: its paths and its record, read lean."""
+
+    __slots__ = ("name", "dir", "rec")
+
+    def __init__(self, root: str, name: str) -> None:
+        if not lean.valid_name(name):
+            raise UsageError(f"invalid pod name {name!r}")
+        self.name = name
+        self.dir = os.path.join(root, "pods", name)
+        try:
+            self.rec: dict[str, Any] = lean.loads(lean.read_text(os.path.join(self.dir, "pod.json")))
+        except FileNotFoundError:
+            raise NoSuchPod(f'pod "{name}": no such pod') from None
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.dir, *parts)
+
+    def pause_alive(self) -> bool:
+        pid = self.rec.get("pid", 0)
+        return bool(pid) and lean.proc_start(pid) == self.rec.get("pid_start")
+
+    def running(self) -> bool:
+        return self.rec.get("state") == "running" and self.pause_alive()
+
+    def ns(self) -> dict[str, str]:
+        return {k: p for k in NS_KINDS if os.path.exists(p := self.path("ns", k))}
+
+
+def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": "/root"}
+    term = os.environ.get("TERM")
+    if term:
+        env["TERM"] = term
+    env.update(extra)
+    return env
+
+
+class JoinSpec:
+    __slots__ = ("pod", "argv", "env", "cwd", "detach", "name", "tty", "interactive", "prepare")
+
+    def __init__(
+        self,
+        pod: str,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None = None,
+        detach: bool = False,
+        name: str | None = None,
+        tty: bool = False,
+        interactive: bool = False,
+        prepare: Callable[[Pod], Callable[[], None] | None] | None = None,
+    ) -> None:
+        self.pod = pod
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
+        self.detach = detach
+        self.name = name
+        self.tty = tty
+        self.interactive = interactive
+        self.prepare = prepare  # builds the member's pre-exec setup from the pod
+
+
+def _generate_name(pod: Pod, argv0: str) -> str:
+    base = "".join(ch if lean.valid_name("a" + ch) else "-" for ch in os.path.basename(argv0))
+    base = base.strip("-._")[:40] or "member"
+    return f"{base}-{os.urandom(3).hex()}"
+
+
+def _claim_name(pod: Pod, name: str) -> None:
+    """Makes NAME's record file, refusing a name a running member holds."""
+    path = pod.path("members", f"{name}.json")
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+        return
+    except FileExistsError:
+        pass
+    try:
+        old = lean.loads(lean.read_text(path))
+    except (OSError, ValueError):
+        old = {}
+    if old and member_state(pod, old)[0] == "running":
+        raise NspodError(f'join pod "{pod.name}": member "{name}" already exists and is running')
+
+
+def join(root: str, spec: JoinSpec) -> tuple[str, int]:
+    """Runs spec.argv in the pod. Returns (member name, exit code); detached: code 0 at start."""
+    if os.geteuid() != 0:
+        raise NspodError("join: must be run as root (try sudo)")
+    pod = Pod(root, spec.pod)
+    if spec.name is not None and not lean.valid_name(spec.name):
+        raise UsageError(f"invalid member name {spec.name!r}")
+    if not pod.running():
+        raise PodNotRunning(f'join pod "{pod.name}": pod is not running')
+    try:
+        pause_fd = os.pidfd_open(pod.rec["pid"])
+    except ProcessLookupError:
+        raise PodNotRunning(f'join pod "{pod.name}": pod is not running') from None
+    try:
+        return _join(pod, spec, pause_fd)
+    finally:
+        os.close(pause_fd)
+
+
+def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
+    os.makedirs(pod.path("members"), exist_ok=True)
+    name = spec.name or _generate_name(pod, spec.argv[0])
+    _claim_name(pod, name)
+    records = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    log_fd = -1
+    master = slave = -1
+    try:
+        if spec.detach:
+            os.makedirs(pod.path("logs"), exist_ok=True)
+            log_fd = os.open(pod.path("logs", f"{name}.log"),
+                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+        if spec.tty:
+            master, slave = os.openpty()
+        prepare = spec.prepare(pod) if spec.prepare is not None else None
+        mspec = spawn.MemberSpec(
+            argv=spec.argv,
+            env=member_env(spec.env, pod.rec.get("hostname", pod.name)),
+            cwd=spec.cwd,
+            ns=pod.ns(),
+            prepare=prepare,
+            detach=spec.detach,
+            log_fd=log_fd,
+            tty=slave,
+        )
+        terminal = _Terminal(master, spec.interactive) if spec.tty else None
+        fg_tty = (not spec.detach and not spec.tty and os.isatty(0)
+                  and _tcgetpgrp(0) == os.getpgrp())
+        started = time.time()
+
+        def on_started(host_pid: int, pod_pid: int, logger_pid: int) -> None:
+            _finish_stale(pod, records, pod_pid)
+            for pid in (pod_pid, logger_pid):
+                if pid:
+                    fd = os.open(str(pid), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                                 0o644, dir_fd=records)
+                    os.close(fd)
+            rec = {
+                "name": name, "argv": spec.argv, "host_pid": host_pid,
+                "pid_start": lean.proc_start(host_pid) or 0, "pod_pid": pod_pid,
+                "logger_pid": logger_pid, "started": started, "detached": spec.detach,
+                "tty": spec.tty,
+            }
+            lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec))
+            if fg_tty:
+                _tcsetpgrp(0, host_pid)  # the member gets the terminal: ^C, ^Z reach it
+
+        try:
+            member = spawn.start_member(mspec, on_started)
+        except NspodError:
+            _drop_record(pod, name)
+            raise
+        finally:
+            if slave >= 0:
+                os.close(slave)
+        if spec.detach:
+            os.close(member.pidfd)
+            return name, 0
+        try:
+            status = spawn.wait_member(member, records, lambda: not _readable(pause_fd),
+                                       terminal.relay if terminal else None)
+        finally:
+            if terminal is not None:
+                terminal.restore()
+            if fg_tty:
+                _tcsetpgrp(0, os.getpgrp())
+        return name, spawn.exit_code(status)
+    finally:
+        os.close(records)
+        if log_fd >= 0:
+            os.close(log_fd)
+        if master >= 0:
+            os.close(master)
+
+
+def _drop_record(pod: Pod, name: str) -> None:
+    try:
+        os.unlink(pod.path("members", f"{name}.json"))
+    except OSError:
+        pass
+
+
+def _finish_stale(pod: Pod, records: int, pod_pid: int) -> None:
+    """A pod pid is being reused: fold the old exit record into its member first."""
+    old = spawn.read_exit_record(records, pod_pid)
+    if old is None:
+        return
+    for rec, path in _records(pod):
+        if rec.get("pod_pid") == pod_pid and "status" not in rec:
+            rec["status"], rec["finished"] = old
+            lean.write_atomic(path, lean.dumps(rec))
+
+
+def _readable(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def _tcgetpgrp(fd: int) -> int:
+    try:
+        return os.tcgetpgrp(fd)
+    except OSError:
+        return -1
+
+
+def _tcsetpgrp(fd: int, pgrp: int) -> None:
+    """tcsetpgrp from a background group: SIGTTOU must not stop us meanwhile."""
+    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(fd, pgrp)
+    except OSError:
+        pass
+    finally:
+        signal.signal(signal.SIGTTOU, old)
+
+
+class _Terminal:
+    """Relays between the caller's terminal (or pipes) and the member's pty."""
+
+    def __init__(self, master: int, interactive: bool) -> None:
+        import termios  # only for -t
+
+        self.termios = termios
+        self.master = master
+        self.interactive = interactive
+        self.saved: list[Any] | None = None
+        self.stdin_open = interactive
+        if os.isatty(0):
+            self.saved = termios.tcgetattr(0)
+            self._copy_size()
+            if interactive:
+                import tty
+
+                tty.setraw(0)
+        self.old_winch = signal.signal(signal.SIGWINCH, lambda *_: self._copy_size())
+
+    def _copy_size(self) -> None:
+        try:
+            self.termios.tcsetwinsize(self.master, self.termios.tcgetwinsize(0))
+        except (OSError, AttributeError):
+            pass
+
+    def relay(self, poller: select.poll, fd: int) -> bool:
+        if fd == -1:
+            poller.register(self.master, select.POLLIN)
+            if self.stdin_open:
+                poller.register(0, select.POLLIN)
+            return True
+        if fd == -2:
+            self._drain()
+            return True
+        if fd == self.master:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                poller.unregister(self.master)
+            else:
+                _write_all(1, data)
+        elif fd == 0:
+            data = os.read(0, 65536)
+            if data:
+                _write_all(self.master, data)
+            else:
+                poller.unregister(0)
+                self.stdin_open = False
+                _write_all(self.master, b"\x04")  # end of input: ^D to the line discipline
+        return True
+
+    def _drain(self) -> None:
+        while _readable(self.master):
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            _write_all(1, data)
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGWINCH, self.old_winch)
+        if self.saved is not None:
+            self.termios.tcsetattr(0, self.termios.TCSADRAIN, self.saved)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
+
+
+# -- ps ---------------------------------------------------------------------------
+
+
+def _records(pod: Pod) -> Iterator[tuple[dict[str, Any], str]]:
+    try:
+        names = sorted(os.listdir(pod.path("members")))
+    except FileNotFoundError:
+        return
+    for fname in names:
+        if not fname.endswith(".json") or fname.startswith("."):
+            continue
+        path = pod.path("members", fname)
+        try:
+            yield lean.loads(lean.read_text(path)), path
+        except (OSError, ValueError):
+            continue  # being written, or claimed and not yet filled
+
+
+def member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
+    """('running' | 'exited (N)' | 'killed (SIGNAME)', finish time)."""
+    if "status" in rec:
+        return describe_status(rec["status"]), rec.get("finished")
+    try:
+        fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = -1
+    if fd >= 0:
+        try:
+            got = spawn.read_exit_record(fd, rec.get("pod_pid", 0))
+        finally:
+            os.close(fd)
+        if got is not None:
+            return describe_status(got[0]), got[1]
+    if rec.get("host_pid") and lean.proc_start(rec["host_pid"]) == rec.get("pid_start"):
+        return "running", None
+    # Gone with no record: the pod died under it (the kernel SIGKILLs a PID
+    # namespace whose init dies) or the member never started.
+    return describe_status(signal.SIGKILL), pod.rec.get("finished")
+
+
+def describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        import signal as sigmod
+
+        sig = os.WTERMSIG(status)
+        try:
+            return f"killed ({sigmod.Signals(sig).name})"
+        except ValueError:
+            return f"killed (signal {sig})"
+    return f"exited ({os.WEXITSTATUS(status)})"
+
+
+def ps(root: str, pod_name: str) -> list[dict[str, Any]]:
+    pod = Pod(root, pod_name)
+    out = []
+    for rec, _ in _records(pod):
+        if "pod_pid" not in rec:
+            continue
+        state, finished = member_state(pod, rec)
+        out.append({
+            "name": rec["name"],
+            "pid": rec["host_pid"],
+            "pod_pid": rec["pod_pid"],
+            "command": rec["argv"],
+            "state": state,
+            "detached": rec.get("detached", False),
+            "started": rec["started"],
+            "finished": finished,
+        })
+    out.sort(key=lambda m: m["started"])
+    return out
+
+
+def find_member(pod: Pod, name: str) -> dict[str, Any]:
+    if not lean.valid_name(name):
+        raise UsageError(f"invalid member name {name!r}")
+    try:
+        return lean.loads(lean.read_text(pod.path("members", f"{name}.json")))  # type: ignore[no-any-return]
+    except (FileNotFoundError, ValueError):
+        raise NspodError(f'pod "{pod.name}": no member "{name}"') from None
+
+
+# -- logs -------------------------------------------------------------------------
+
+
+def logs(
+    root: str,
+    pod_name: str,
+    name: str,
+    follow: bool,
+    tail: int | None,
+    timestamps: bool,
+    out: Callable[[str, bytes], None],
+) -> None:
+    """Writes the member's log: out('stdout' | 'stderr', bytes)."""
+    pod = Pod(root, pod_name)
+    rec = find_member(pod, name)
+    if not rec.get("detached"):
+        raise NspodError(f'logs: member "{name}" ran in the foreground: its output went to its terminal')
+    path = pod.path("logs", f"{name}.log")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NspodError(f'logs: no log for member "{name}"') from None
+    try:
+        data = b""
+        while chunk := os.read(fd, 1 << 20):
+            data += chunk
+        lines, rest = _split(data)
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        for line in lines:
+            _emit(line, timestamps, out)
+        if not follow:
+            return
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if chunk:
+                lines, rest = _split(rest + chunk)
+                for line in lines:
+                    _emit(line, timestamps, out)
+                continue
+            if _logger_done(pod, rec):
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    return
+                rest += chunk
+                continue
+            time.sleep(0.05)
+    finally:
+        os.close(fd)
+
+
+def _logger_done(pod: Pod, rec: dict[str, Any]) -> bool:
+    """The logger exits once every writer of the member's output is gone."""
+    if not pod.pause_alive():
+        return True
+    lp = rec.get("logger_pid", 0)
+    if not lp:
+        return member_state(pod, rec)[0] != "running"
+    try:
+        fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        return spawn.read_exit_record(fd, lp) is not None
+    finally:
+        os.close(fd)
+
+
+def _split(data: bytes) -> tuple[list[bytes], bytes]:
+    *lines, rest = data.split(b"\n")
+    return lines, rest
+
+
+def _emit(line: bytes, timestamps: bool, out: Callable[[str, bytes], None]) -> None:
+    """One CRI log line: TIME STREAM F|P CONTENT."""
+    parts = line.split(b" ", 3)
+    if len(parts) < 3:
+        return
+    ts, stream, tag = parts[0], parts[1].decode(), parts[2]
+    content = parts[3] if len(parts) == 4 else b""
+    if tag == b"F":
+        content += b"\n"
+    if timestamps:
+        content = ts + b" " + content
+    out(stream, content)
+
+
+# -- kill -------------------------------------------------------------------------
+
+
+def parse_signal(text: str) -> int:
+    import signal as sigmod
+
+    t = text.upper()
+    if t.isdigit():
+        n = int(t)
+        if 0 < n < signal.NSIG:
+            return n
+        raise ValueError(f"{text!r} is not a signal number")
+    if not t.startswith("SIG"):
+        t = "SIG" + t
+    sig = getattr(sigmod, t, None)
+    if not isinstance(sig, sigmod.Signals):
+        raise ValueError(f"unknown signal {text!r}")
+    return int(sig)
+
+
+def kill_member(root: str, pod_name: str, name: str, sig: int) -> None:
+    pod = Pod(root, pod_name)
+    rec = find_member(pod, name)
+    if member_state(pod, rec)[0] != "running":
+        raise NspodError(f'kill: member "{name}" is not running')
+    try:
+        fd = os.pidfd_open(rec["host_pid"])
+    except ProcessLookupError:
+        raise NspodError(f'kill: member "{name}" is not running') from None
+    try:
+        # checked after opening the pidfd: the pidfd then names this very process
+        if lean.proc_start(rec["host_pid"]) != rec.get("pid_start"):
+            raise NspodError(f'kill: member "{name}" is not running')
+        signal.pidfd_send_signal(fd, sig)
+    except OSError as e:
+        raise NspodError(f'kill member "{name}": {os_reason(e)}') from e
+    finally:
+        os.close(fd)
