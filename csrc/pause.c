@@ -1,7 +1,7 @@
 /*
  * pause: PID 1 of an nspod pod.
  *
- * Sleeps in pause() for the life of the pod and reaps every child that
+ * Sleeps for the life of the pod and reaps every child that
  * exits: the members nspod starts (their starter exits at once, so they
  * are re-parented here) and every orphan of the pod.  SIGINT or SIGTERM
  * ends it with status 0; the kernel then kills what is left of the pod.
@@ -17,7 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -33,19 +33,31 @@
 
 #define RECORD_FD 3
 
-static volatile sig_atomic_t child_exited;
-static volatile sig_atomic_t stop_signal;
-
-/* Signal handlers only set flags: the work happens in the main loop. */
-static void on_sigchld(int sig)
+/*
+ * Never runs: the signals pause waits for stay blocked and are taken with
+ * sigwaitinfo(). A handler is installed all the same, because the kernel
+ * drops signals with the default action that are sent to a PID namespace's
+ * init, and a blocked signal must not depend on that rule.
+ */
+static void on_signal(int sig)
 {
 	(void)sig;
-	child_exited = 1;
 }
 
-static void on_stop(int sig)
+/*
+ * Writes the strings of a NULL-terminated list to stderr. pause uses no
+ * stdio: vfprintf alone would double the pages it keeps resident.
+ */
+static void say(const char *first, ...)
 {
-	stop_signal = sig;
+	va_list ap;
+	const char *s;
+
+	va_start(ap, first);
+	for (s = first; s; s = va_arg(ap, const char *))
+		if (write(STDERR_FILENO, s, strlen(s)) < 0)
+			break;
+	va_end(ap);
 }
 
 /* Formats an unsigned number into buf from the right; returns its start. */
@@ -86,7 +98,7 @@ static void record_exit(int dirfd, pid_t pid, int status)
 	strcat(line, "\n");
 	len = strlen(line);
 	if (write(fd, line, len) != (ssize_t)len)
-		(void)write(STDERR_FILENO, "pause: short exit record\n", 25);
+		say("pause: short exit record\n", NULL);
 	close(fd);
 }
 
@@ -128,63 +140,63 @@ static void drop_rights(void)
 			break;
 	memset(data, 0, sizeof(data));
 	if (syscall(SYS_capset, &hdr, data) < 0)
-		fprintf(stderr, "pause: capset failed: %s\n", strerror(errno));
+		say("pause: capset failed: ", strerror(errno), "\n", NULL);
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
-/* Installs handler for sig; fatal on failure (setup time only). */
-static void install(int sig, void (*handler)(int))
+/* Installs on_signal for sig; fatal on failure (setup time only). */
+static void install(int sig)
 {
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = handler;
-	sa.sa_flags = SA_RESTART | (sig == SIGCHLD ? SA_NOCLDSTOP : 0);
+	sa.sa_handler = on_signal;
+	sa.sa_flags = sig == SIGCHLD ? SA_NOCLDSTOP : 0;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(sig, &sa, NULL) < 0) {
-		fprintf(stderr, "pause: sigaction failed: %s\n", strerror(errno));
+		say("pause: sigaction failed: ", strerror(errno), "\n", NULL);
 		exit(1);
 	}
 }
 
 int main(int argc, char **argv)
 {
-	sigset_t block, old;
-	int dirfd;
+	sigset_t wanted;
+	int dirfd, sig;
 
 	if (argc > 1 && strcmp(argv[1], "-v") == 0) {
-		printf("pause (nspod) %s\n", NSPOD_VERSION);
+		if (write(STDOUT_FILENO, "pause (nspod) " NSPOD_VERSION "\n",
+			  sizeof("pause (nspod) " NSPOD_VERSION "\n") - 1) < 0)
+			return 1;
 		return 0;
 	}
 	if (getpid() != 1)
-		fprintf(stderr, "pause: warning: not running as PID 1\n");
+		say("pause: warning: not running as PID 1\n", NULL);
 
 	dirfd = record_dir();
 	drop_rights();
-	install(SIGCHLD, on_sigchld);
-	install(SIGINT, on_stop);
-	install(SIGTERM, on_stop);
 
 	/*
-	 * Block the signals we wait for, then sleep in sigsuspend() with them
-	 * open: no wake-up is lost between checking the flags and sleeping,
-	 * which a bare pause() cannot promise.
+	 * The seed's pause sleeps in pause() and reaps in its SIGCHLD handler.
+	 * Here the signals stay blocked and sigwaitinfo() takes them one by one:
+	 * no wake-up is lost between a check and the sleep, and no signal frame
+	 * is ever pushed, which keeps the stack to its first page.
 	 */
-	sigemptyset(&block);
-	sigaddset(&block, SIGCHLD);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigprocmask(SIG_BLOCK, &block, &old);
+	sigemptyset(&wanted);
+	sigaddset(&wanted, SIGCHLD);
+	sigaddset(&wanted, SIGINT);
+	sigaddset(&wanted, SIGTERM);
+	sigprocmask(SIG_BLOCK, &wanted, NULL);
+	install(SIGCHLD);
+	install(SIGINT);
+	install(SIGTERM);
 	reap_children(dirfd);
 	for (;;) {
-		if (stop_signal)
-			return 0;
-		if (child_exited) {
-			child_exited = 0;
+		sig = sigwaitinfo(&wanted, NULL);
+		if (sig == SIGCHLD)
 			reap_children(dirfd);
-			continue;
-		}
-		sigsuspend(&old);
+		else if (sig == SIGINT || sig == SIGTERM)
+			return 0;
 	}
 }
