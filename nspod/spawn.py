@@ -30,7 +30,7 @@ from nspod.errors import NOT_EXECUTABLE, NOT_FOUND, ExecFailed, NspodError, os_r
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAUSE_BIN = os.path.join(HERE, "pause")
@@ -179,7 +179,9 @@ class MemberSpec:
         env: dict[str, str],
         cwd: str | None = None,
         ns: dict[str, str] | None = None,  # kind -> pinned namespace path
-        prepare: Callable[[], None] | None = None,  # in P, own mount ns, before exec
+        # in P, in its own mount namespace, before exec (rootfs, cgroup, security);
+        # what it returns is added to env (HOME of --user is known only in the root)
+        prepare: Callable[[], Mapping[str, str] | None] | None = None,
         detach: bool = False,  # stdin /dev/null, stdout/stderr to the logger
         log_fd: int = -1,  # the log file, for detach
         tty: int = -1,  # a pty slave to be P's terminal and stdio
@@ -338,8 +340,11 @@ def _member_child(spec: MemberSpec, sock: _socket.socket, stdio: tuple[int, int,
         if stdio is not None:
             for i, fd in enumerate(stdio):
                 os.dup2(fd, i)
+        env = spec.env
         if spec.prepare is not None:
-            spec.prepare()
+            extra = spec.prepare()
+            if extra:
+                env = {**env, **extra}
         sock.send(b"P%d" % os.getpid())
         if sock.recv(16) != b"go":
             os._exit(1)
@@ -351,7 +356,7 @@ def _member_child(spec: MemberSpec, sock: _socket.socket, stdio: tuple[int, int,
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         what = spec.argv[0]
-        _exec(spec.argv, spec.env)
+        _exec(spec.argv, env)
     except OSError as e:
         code = NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR) else NOT_EXECUTABLE
         if what == spec.argv[0]:
