@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nspod import spawn
+from nspod import cgroups, security, spawn
 from nspod import syscalls as sc
+from nspod.security import SecurityOpts
 from nspod.errors import NoSuchPod, NotRoot, NspodError, PodExists, PodNotRunning, os_reason
 from nspod.store import NS_KINDS, PodRecord, ProcId, Store, check_name, proc_start
 
@@ -34,6 +35,8 @@ class CreateSpec:
     hostname: str | None = None
     net: str = "none"
     extra: dict[str, Any] = field(default_factory=dict)
+    limits: cgroups.Limits = cgroups.Limits()
+    security: SecurityOpts = SecurityOpts()  # defaults of every join
 
 
 def checkpoint(step: str) -> None:
@@ -44,7 +47,7 @@ def checkpoint(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-CREATE_STEPS = ("dir", "pause", "namespaces", "record")
+CREATE_STEPS = ("dir", "cgroup", "pause", "namespaces", "record")
 
 
 def generate_name(store: Store) -> str:
@@ -76,6 +79,9 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
         for sub in ("ns", "exits", "root"):
             (pdir / sub).mkdir(mode=0o755)
         (pdir / "root").chmod(0o555)
+        cgroup = cgroups.create(store.root, name, spec.limits)
+        undo.callback(cgroups.remove, cgroup)
+        checkpoint("cgroup")
         pid = spawn.start_pause(
             spawn.PauseSpec(
                 hostname=hostname,
@@ -86,6 +92,9 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
             )
         )
         undo.callback(_kill_pause, pid)
+        # pause does not fork: moved now, it and every member after it are counted
+        cgroups.attach(cgroup, pid)
+        _protect_from_oom(pid)
         start = proc_start(pid)
         if start is None:
             raise NspodError(f'create pod "{name}": pause exited at once (see {pdir}/pause.log)')
@@ -101,7 +110,8 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
             state="running",
             pid=pid,
             pid_start=start,
-            spec={"net": spec.net, **spec.extra},
+            spec={"net": spec.net, **spec.extra, **spec.limits.to_spec(),
+                  **spec.security.to_spec()},
         )
         store.save(rec)
         checkpoint("record")
@@ -111,6 +121,17 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
 
 def _kill_pause(pid: int) -> None:
     spawn.kill_and_forget(pid)
+
+
+def _protect_from_oom(pid: int) -> None:
+    """Makes pause the last choice of the OOM killer in its cgroup, as kubelet does.
+
+    Killing PID 1 kills the whole pod (proc(5): oom_score_adj). Best effort:
+    lowering it needs CAP_SYS_RESOURCE, which a confined nspod may lack; pause
+    is a few pages, the last the OOM killer picks anyway.
+    """
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/oom_score_adj").write_text("-998")
 
 
 def pin_namespaces(pid: int, nsdir: Path, net: bool = True) -> None:
@@ -186,6 +207,10 @@ def inspect(store: Store, rec: PodRecord) -> dict[str, Any]:
         },
         "net": rec.spec.get("net", "none"),
         **rec.net,
+        "limits": {k: rec.spec.get(k) for k in ("memory", "pids", "cpus")},
+        "security": SecurityOpts.from_spec(rec.spec).to_spec(),
+        "cgroups": [str(d) for d in cgroups.pod_dirs(cgroups.detect(), store.root, rec.name)
+                    if d.is_dir()],
     }
 
 
@@ -202,6 +227,8 @@ class JoinSpec:
     argv: list[str]
     env: dict[str, str]
     cwd: str | None = None
+    security: SecurityOpts = SecurityOpts()  # on top of the pod's
+    user: str | None = None  # UID[:GID] or NAME[:GROUP], looked up in the member's root
 
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -232,14 +259,29 @@ def join(store: Store, spec: JoinSpec) -> int:
         raise PodNotRunning(f'join pod "{rec.name}": pod is not running')
     records = os.open(pdir / "exits", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     ns = {k: str(pdir / "ns" / k) for k in NS_KINDS if (pdir / "ns" / k).exists()}
-    try:
-        spawn.enter_pod(ns)
-    except OSError as e:
-        raise PodNotRunning(f'join pod "{rec.name}": {os_reason(e)}') from e
-    member = spawn.start_member(
-        spawn.MemberSpec(argv=spec.argv, env=member_env(spec.env, rec.hostname), cwd=spec.cwd, ns=ns),
-        records,
+    policy = security.resolve(SecurityOpts.from_spec(rec.spec), spec.security, spec.user)
+    # opened here, in the host's mounts: the member writes to them from its own root
+    cgroup_fds = cgroups.open_procs(
+        d for d in cgroups.pod_dirs(cgroups.detect(), store.root, rec.name) if d.is_dir()
     )
+
+    def prepare() -> dict[str, str]:
+        cgroups.enter(cgroup_fds)
+        env = security.apply_security(policy, "/")
+        return {k: v for k, v in env.items() if k not in spec.env}  # -e wins
+
+    try:
+        try:
+            spawn.enter_pod(ns)
+        except OSError as e:
+            raise PodNotRunning(f'join pod "{rec.name}": {os_reason(e)}') from e
+        member = spawn.start_member(
+            spawn.MemberSpec(argv=spec.argv, env=member_env(spec.env, rec.hostname), cwd=spec.cwd,
+                             ns=ns, prepare=prepare),
+            records,
+        )
+    finally:
+        cgroups.close(cgroup_fds)
     status = spawn.wait_member(member, records, lambda: not _readable(pause_fd))
     with contextlib.suppress(OSError):
         os.unlink(str(member.pod_pid), dir_fd=records)
@@ -346,7 +388,36 @@ def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> N
         if not (pdir / "pod.json").exists():
             raise NoSuchPod(f'pod "{name}": no such pod')
         release_namespaces(pdir)
+        # before the state: a cgroup still busy leaves the pod for another rm to retry
+        cgroups.remove(cgroups.pod_dirs(cgroups.detect(), store.root, name))
         _remove_tree(pdir)
+
+
+def collect_cgroups(store: Store) -> list[Path]:
+    """For gc: removes cgroups of this root whose pod directory is gone."""
+    return cgroups.collect_garbage(store.root, (p.name for p in store.dirs()))
+
+
+# -- stats ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodStats:
+    name: str
+    created: float
+    usage: cgroups.Usage | None  # None: the pod has no cgroup
+
+
+def stats(store: Store, names: list[str]) -> list[PodStats]:
+    """Figures of the named pods (every running pod when names is empty)."""
+    if names:
+        recs = [get(store, n) for n in names]
+        for r in recs:
+            if r.state != "running":
+                raise PodNotRunning(f'stats pod "{r.name}": pod is not running')
+    else:
+        recs = [r for r in list_pods(store) if r.state == "running"]
+    return [PodStats(r.name, r.created, cgroups.usage(store.root, r.name)) for r in recs]
 
 
 def _remove_tree(pdir: Path) -> None:

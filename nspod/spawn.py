@@ -16,7 +16,7 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,8 +139,9 @@ class MemberSpec:
     env: dict[str, str]
     cwd: str | None = None
     ns: dict[str, str] = field(default_factory=dict)  # kind -> pinned namespace path
-    # run in P after it has its own mount namespace, before exec (rootfs, limits, ...)
-    prepare: Callable[[], None] | None = None
+    # run in P after it has its own mount namespace, before exec (rootfs, limits, ...);
+    # what it returns is added to env (e.g. HOME of --user, known only in the member's root)
+    prepare: Callable[[], Mapping[str, str] | None] | None = None
     detach: bool = False
     stdio: tuple[int, int, int] | None = None  # fds for 0, 1, 2; None: the caller's
 
@@ -219,8 +220,9 @@ def _member_child(spec: MemberSpec, sock: socket.socket) -> None:
     try:
         what = "set up the member's mounts"
         sc.unshare(sc.CLONE_NEWNS)
+        env = spec.env
         if spec.prepare is not None:
-            spec.prepare()
+            env = {**env, **(spec.prepare() or {})}
         if spec.stdio is not None:
             for i, fd in enumerate(spec.stdio):
                 os.dup2(fd, i)
@@ -239,7 +241,7 @@ def _member_child(spec: MemberSpec, sock: socket.socket) -> None:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         what = spec.argv[0]
-        _exec(spec.argv, spec.env)
+        _exec(spec.argv, env)
     except OSError as e:
         code = NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR) else NOT_EXECUTABLE
         if what == spec.argv[0]:
@@ -250,6 +252,9 @@ def _member_child(spec: MemberSpec, sock: socket.socket) -> None:
             text = f"{what}: {os_reason(e)}"
         _send_quiet(sock, b"E%d %s" % (code, text.encode()[:400]))
         os._exit(code)
+    except NspodError as e:  # from prepare: its message names the object already
+        _send_quiet(sock, b"E%d %s" % (e.code, str(e).encode()[:400]))
+        os._exit(e.code)
     except BaseException as e:  # noqa: BLE001
         _send_quiet(sock, b"E125 %s: %s" % (what.encode(), str(e).encode()[:300]))
         os._exit(125)
