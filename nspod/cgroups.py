@@ -15,20 +15,26 @@ Both layouts, detected from /proc/self/mountinfo (no cgroup library):
 Pause is moved in right after it starts; each member moves itself in before
 it execs (writing "0" to cgroup.procs: cgroups(7), the writer itself), so
 every process of the pod is counted and nspod's own client is not.
+create() returns the directories; the pod record keeps them, so join, rm
+and stats do not detect anything.
+
+Lean on purpose (join imports it): paths are strings, no dataclasses, re or
+hashlib at import.
 """
 
+from __future__ import annotations
+
 import errno
-import hashlib
 import os
-import re
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 from nspod.errors import NspodError, os_reason
 
-MOUNTINFO = Path("/proc/self/mountinfo")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+MOUNTINFO = "/proc/self/mountinfo"
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 PARENT = "nspod"
@@ -39,13 +45,14 @@ V1_UNLIMITED = 1 << 62  # memory.limit_in_bytes reads PAGE_COUNTER_MAX pages whe
 
 # -- parsing the user's limits -------------------------------------------------------
 
-_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?", re.I)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 def parse_size(text: str) -> int:
     """`64M`, `1g`, `512k`, `1.5GiB`, `1048576` -> bytes (binary units, as podman)."""
-    m = _SIZE_RE.fullmatch(text.strip())
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?", text.strip(), re.I)
     if m is None:
         raise ValueError(f"{text!r} is not a size (e.g. 64M, 1g, 1048576)")
     size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
@@ -83,11 +90,23 @@ def parse_cpus(text: str) -> float:
     return cpus
 
 
-@dataclass(frozen=True)
 class Limits:
-    memory: int | None = None  # bytes; swap is not allowed on top
-    pids: int | None = None
-    cpus: float | None = None
+    __slots__ = ("memory", "pids", "cpus")
+
+    def __init__(self, memory: int | None = None, pids: int | None = None,
+                 cpus: float | None = None) -> None:
+        self.memory = memory  # bytes; swap is not allowed on top
+        self.pids = pids
+        self.cpus = cpus
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Limits) and self.to_spec() == other.to_spec()
+
+    def __hash__(self) -> int:
+        return hash((self.memory, self.pids, self.cpus))
+
+    def any(self) -> bool:
+        return (self.memory, self.pids, self.cpus) != (None, None, None)
 
     def to_spec(self) -> dict[str, object]:
         return {"memory": self.memory, "pids": self.pids, "cpus": self.cpus}
@@ -96,20 +115,29 @@ class Limits:
 # -- layout -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Layout:
-    version: int  # 1 or 2
-    mounts: dict[str, Path]  # v1: controller -> its hierarchy's mount; v2: "" -> the mount
+    __slots__ = ("version", "mounts")
 
-    def bases(self) -> list[Path]:
+    def __init__(self, version: int, mounts: dict[str, str]) -> None:
+        self.version = version  # 1 or 2
+        self.mounts = mounts  # v1: controller -> its hierarchy's mount; v2: "" -> the mount
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Layout) and (self.version, self.mounts) == (
+            other.version, other.mounts)
+
+    def __repr__(self) -> str:
+        return f"Layout({self.version}, {self.mounts!r})"
+
+    def bases(self) -> list[str]:
         """Each hierarchy's nspod directory, once."""
-        return [m / PARENT for m in dict.fromkeys(self.mounts.values())]
+        return [os.path.join(m, PARENT) for m in dict.fromkeys(self.mounts.values())]
 
 
 def parse_mountinfo(text: str) -> Layout | None:
     """The layout the mounts in text (proc(5) mountinfo format) describe, or None."""
-    v1: dict[str, Path] = {}
-    v2: list[Path] = []
+    v1: dict[str, str] = {}
+    v2: list[str] = []
     for line in text.splitlines():
         pre, sep, post = line.partition(" - ")
         if not sep:
@@ -117,7 +145,7 @@ def parse_mountinfo(text: str) -> Layout | None:
         fields, tail = pre.split(), post.split()
         if len(fields) < 5 or len(tail) < 3:
             continue
-        target = Path(fields[4].replace("\\040", " "))
+        target = fields[4].replace("\\040", " ")
         if tail[0] == "cgroup2":
             v2.append(target)
         elif tail[0] == "cgroup":
@@ -134,33 +162,40 @@ def parse_mountinfo(text: str) -> Layout | None:
     return None
 
 
-def _controllers(mount: Path) -> set[str]:
+def _read(path: str) -> str | None:
     try:
-        return set((mount / "cgroup.controllers").read_text().split())
+        with open(path, "rb") as f:
+            return f.read().decode().strip()
     except OSError:
-        return set()
+        return None
+
+
+def _controllers(mount: str) -> set[str]:
+    return set((_read(os.path.join(mount, "cgroup.controllers")) or "").split())
 
 
 def detect() -> Layout | None:
-    return parse_mountinfo(MOUNTINFO.read_text())
+    return parse_mountinfo(_read(MOUNTINFO) or "")
 
 
-def root_key(root: Path) -> str:
+def root_key(root: str | os.PathLike[str]) -> str:
     """Names a state root in cgroup names: the same root always gives the same key."""
-    return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:10]
+    import hashlib
+
+    return hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:10]
 
 
-def pod_dirs(layout: Layout | None, root: Path, pod: str) -> list[Path]:
+def pod_dirs(layout: Layout | None, root: str | os.PathLike[str], pod: str) -> list[str]:
     """The pod's cgroup directories (one per hierarchy), whether they exist or not."""
     if layout is None:
         return []
-    return [b / f"{root_key(root)}-{pod}" for b in layout.bases()]
+    return [os.path.join(b, f"{root_key(root)}-{pod}") for b in layout.bases()]
 
 
 # -- making, joining, removing --------------------------------------------------------
 
 
-def _write(path: Path, value: str) -> None:
+def _write(path: str, value: str) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as e:
@@ -173,36 +208,36 @@ def _write(path: Path, value: str) -> None:
         os.close(fd)
 
 
-def _enable_v2(base: Path) -> None:
+def _enable_v2(base: str) -> None:
     """Hands memory, pids and cpu down to base's children (the root's to base first)."""
-    for parent in (base.parent, base):
+    for parent in (os.path.dirname(base), base):
         have = _controllers(parent)
-        try:
-            on = set((parent / "cgroup.subtree_control").read_text().split())
-        except OSError as e:
-            raise NspodError(f"read {parent}/cgroup.subtree_control: {os_reason(e)}") from e
-        missing = [c for c in V2_CONTROLLERS if c in have and c not in on]
+        control = os.path.join(parent, "cgroup.subtree_control")
+        on = _read(control)
+        if on is None:
+            raise NspodError(f"read {control}: cannot read it")
+        missing = [c for c in V2_CONTROLLERS if c in have and c not in on.split()]
         if missing:
-            _write(parent / "cgroup.subtree_control", " ".join("+" + c for c in missing))
+            _write(control, " ".join("+" + c for c in missing))
 
 
-def _file(layout: Layout, dirs: Sequence[Path], controller: str, name: str) -> Path | None:
+def _file(layout: Layout, dirs: Sequence[str], controller: str, name: str) -> str | None:
     """dirs' file `name` of controller, or None when the controller is not there."""
     if layout.version == 2:
-        path = dirs[0] / name
-        return path if path.exists() else None
+        path = os.path.join(dirs[0], name)
+        return path if os.path.exists(path) else None
     mount = layout.mounts.get(controller)
     if mount is None:
         return None
     for d in dirs:
-        if d.parent.parent == mount:
-            path = d / name
-            return path if path.exists() else None
+        if os.path.dirname(os.path.dirname(d)) == mount:
+            path = os.path.join(d, name)
+            return path if os.path.exists(path) else None
     return None
 
 
-def _set_limits(layout: Layout, dirs: Sequence[Path], limits: Limits) -> None:
-    def need(controller: str, name: str, flag: str) -> Path:
+def _set_limits(layout: Layout, dirs: Sequence[str], limits: Limits) -> None:
+    def need(controller: str, name: str, flag: str) -> str:
         path = _file(layout, dirs, controller, name)
         if path is None:
             raise NspodError(f"{flag}: the {controller} cgroup controller is not available")
@@ -232,7 +267,7 @@ def _set_limits(layout: Layout, dirs: Sequence[Path], limits: Limits) -> None:
             _write(need("cpu", "cpu.cfs_quota_us", "--cpus"), str(quota))
 
 
-def create(root: Path, pod: str, limits: Limits) -> list[Path]:
+def create(root: str | os.PathLike[str], pod: str, limits: Limits) -> list[str]:
     """Makes the pod's cgroup in every hierarchy and sets limits; returns its dirs.
 
     Without any cgroup filesystem a pod without limits gets none. On failure
@@ -240,18 +275,21 @@ def create(root: Path, pod: str, limits: Limits) -> list[Path]:
     """
     layout = detect()
     if layout is None:
-        if limits != Limits():
+        if limits.any():
             raise NspodError("limits: no cgroup filesystem is mounted")
         return []
     dirs = pod_dirs(layout, root, pod)
-    made: list[Path] = []
+    made: list[str] = []
     try:
         for base, d in zip(layout.bases(), dirs, strict=True):
-            base.mkdir(mode=0o755, exist_ok=True)
+            try:
+                os.mkdir(base, 0o755)
+            except FileExistsError:
+                pass
             if layout.version == 2:
                 _enable_v2(base)
             try:
-                d.mkdir(mode=0o755)
+                os.mkdir(d, 0o755)
             except FileExistsError:
                 # left by a create that crashed before gc ran: it is ours, reuse it empty
                 if read_procs(d):
@@ -267,25 +305,29 @@ def create(root: Path, pod: str, limits: Limits) -> list[Path]:
     return dirs
 
 
-def read_procs(d: Path) -> list[int]:
-    try:
-        return [int(x) for x in (d / "cgroup.procs").read_text().split()]
-    except OSError:
-        return []
+def read_procs(d: str) -> list[int]:
+    return [int(x) for x in (_read(os.path.join(d, "cgroup.procs")) or "").split()]
 
 
-def attach(dirs: Iterable[Path], pid: int) -> None:
+def attach(dirs: Iterable[str], pid: int) -> None:
     """Moves host pid into every one of dirs."""
     for d in dirs:
-        _write(d / "cgroup.procs", str(pid))
+        _write(os.path.join(d, "cgroup.procs"), str(pid))
 
 
-def open_procs(dirs: Iterable[Path]) -> list[int]:
-    """O_CLOEXEC fds of dirs' cgroup.procs, for a member to write "0" into (see enter)."""
+def open_procs(dirs: Iterable[str]) -> list[int]:
+    """O_CLOEXEC fds of dirs' cgroup.procs, for a member to write "0" into (see enter).
+
+    A directory that is gone (a pod made before it had cgroups) is skipped.
+    """
     fds: list[int] = []
+    d = ""
     try:
         for d in dirs:
-            fds.append(os.open(d / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+            try:
+                fds.append(os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
+            except FileNotFoundError:
+                continue
     except OSError as e:
         close(fds)
         raise NspodError(f"open {d}/cgroup.procs: {os_reason(e)}") from e
@@ -309,7 +351,7 @@ def close(fds: Iterable[int]) -> None:
         os.close(fd)
 
 
-def remove(dirs: Iterable[Path], timeout: float = 2.0) -> None:
+def remove(dirs: Iterable[str], timeout: float = 2.0) -> None:
     """Removes dirs; waits up to timeout for processes just killed to leave them.
 
     rmdir(2) fails with EBUSY while a process (even a dying one) is inside.
@@ -319,7 +361,7 @@ def remove(dirs: Iterable[Path], timeout: float = 2.0) -> None:
         delay = 0.001
         while True:
             try:
-                d.rmdir()
+                os.rmdir(d)
                 break
             except FileNotFoundError:
                 break
@@ -330,7 +372,7 @@ def remove(dirs: Iterable[Path], timeout: float = 2.0) -> None:
                 delay = min(delay * 2, 0.05)
 
 
-def collect_garbage(root: Path, live: Iterable[str]) -> list[Path]:
+def collect_garbage(root: str | os.PathLike[str], live: Iterable[str]) -> list[str]:
     """Removes this root's cgroups whose pod is not in live (for gc); returns them."""
     layout = detect()
     if layout is None:
@@ -340,11 +382,12 @@ def collect_garbage(root: Path, live: Iterable[str]) -> list[Path]:
     gone = []
     for base in layout.bases():
         try:
-            entries = list(base.iterdir())
+            entries = os.listdir(base)
         except OSError:
             continue
-        for d in entries:
-            if d.is_dir() and d.name.startswith(prefix) and d.name[len(prefix):] not in keep:
+        for entry in entries:
+            d = os.path.join(base, entry)
+            if entry.startswith(prefix) and entry[len(prefix):] not in keep and os.path.isdir(d):
                 try:
                     remove([d], timeout=0)
                 except NspodError:
@@ -356,22 +399,20 @@ def collect_garbage(root: Path, live: Iterable[str]) -> list[Path]:
 # -- figures --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Usage:
-    memory: int | None  # bytes in use, page cache that can be dropped not counted
-    memory_limit: int | None  # None: unlimited
-    cpu_ns: int | None  # CPU time of every process that has been in the pod
-    pids: int | None  # tasks now
-    pids_limit: int | None
+    __slots__ = ("memory", "memory_limit", "cpu_ns", "pids", "pids_limit")
+
+    def __init__(self, memory: int | None, memory_limit: int | None, cpu_ns: int | None,
+                 pids: int | None, pids_limit: int | None) -> None:
+        self.memory = memory  # bytes in use, page cache that can be dropped not counted
+        self.memory_limit = memory_limit  # None: unlimited
+        self.cpu_ns = cpu_ns  # CPU time of every process that has been in the pod
+        self.pids = pids  # tasks now
+        self.pids_limit = pids_limit
 
 
-def _read(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
+def _read_opt(path: str | None) -> str | None:
+    return None if path is None else _read(path)
 
 
 def _stat_value(text: str | None, key: str) -> int | None:
@@ -388,33 +429,32 @@ def _number(text: str | None) -> int | None:
     return int(text)
 
 
-def usage(root: Path, pod: str) -> Usage | None:
-    """The pod's figures from its cgroup, or None when it has none."""
+def usage(dirs: Sequence[str]) -> Usage | None:
+    """The figures of the pod whose cgroup is dirs, or None when it has none."""
     layout = detect()
-    dirs = pod_dirs(layout, root, pod)
-    if layout is None or not all(d.is_dir() for d in dirs):
+    if layout is None or not dirs or not all(os.path.isdir(d) for d in dirs):
         return None
 
-    def f(controller: str, name: str) -> Path | None:
+    def f(controller: str, name: str) -> str | None:
         assert layout is not None
         return _file(layout, dirs, controller, name)
 
     if layout.version == 2:
-        mem = _number(_read(f("memory", "memory.current")))
-        limit = _number(_read(f("memory", "memory.max")))
-        inactive = _stat_value(_read(f("memory", "memory.stat")), "inactive_file")
-        usec = _stat_value(_read(f("cpu", "cpu.stat")), "usage_usec")
+        mem = _number(_read_opt(f("memory", "memory.current")))
+        limit = _number(_read_opt(f("memory", "memory.max")))
+        inactive = _stat_value(_read_opt(f("memory", "memory.stat")), "inactive_file")
+        usec = _stat_value(_read_opt(f("cpu", "cpu.stat")), "usage_usec")
         cpu = usec * 1000 if usec is not None else None
     else:
-        mem = _number(_read(f("memory", "memory.usage_in_bytes")))
-        limit = _number(_read(f("memory", "memory.limit_in_bytes")))
+        mem = _number(_read_opt(f("memory", "memory.usage_in_bytes")))
+        limit = _number(_read_opt(f("memory", "memory.limit_in_bytes")))
         if limit is not None and limit >= V1_UNLIMITED:
             limit = None
-        inactive = _stat_value(_read(f("memory", "memory.stat")), "total_inactive_file")
-        cpu = _number(_read(f("cpuacct", "cpuacct.usage")))
+        inactive = _stat_value(_read_opt(f("memory", "memory.stat")), "total_inactive_file")
+        cpu = _number(_read_opt(f("cpuacct", "cpuacct.usage")))
     if mem is not None and inactive is not None and inactive < mem:
         mem -= inactive  # as docker and podman show it: cache the kernel can drop is not use
-    pids = _number(_read(f("pids", "pids.current")))
+    pids = _number(_read_opt(f("pids", "pids.current")))
     if pids is None:
         pids = len(read_procs(dirs[0]))
-    return Usage(mem, limit, cpu, pids, _number(_read(f("pids", "pids.max"))))
+    return Usage(mem, limit, cpu, pids, _number(_read_opt(f("pids", "pids.max"))))

@@ -111,7 +111,7 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
             pid=pid,
             pid_start=start,
             spec={"net": spec.net, **spec.extra, **spec.limits.to_spec(),
-                  **spec.security.to_spec()},
+                  **spec.security.to_spec(), "cgroups": cgroup},
         )
         store.save(rec)
         checkpoint("record")
@@ -209,8 +209,7 @@ def inspect(store: Store, rec: PodRecord) -> dict[str, Any]:
         **rec.net,
         "limits": {k: rec.spec.get(k) for k in ("memory", "pids", "cpus")},
         "security": SecurityOpts.from_spec(rec.spec).to_spec(),
-        "cgroups": [str(d) for d in cgroups.pod_dirs(cgroups.detect(), store.root, rec.name)
-                    if d.is_dir()],
+        "cgroups": [d for d in _cgroups(store, rec) if os.path.isdir(d)],
     }
 
 
@@ -261,9 +260,7 @@ def join(store: Store, spec: JoinSpec) -> int:
     ns = {k: str(pdir / "ns" / k) for k in NS_KINDS if (pdir / "ns" / k).exists()}
     policy = security.resolve(SecurityOpts.from_spec(rec.spec), spec.security, spec.user)
     # opened here, in the host's mounts: the member writes to them from its own root
-    cgroup_fds = cgroups.open_procs(
-        d for d in cgroups.pod_dirs(cgroups.detect(), store.root, rec.name) if d.is_dir()
-    )
+    cgroup_fds = cgroups.open_procs(rec.spec.get("cgroups", []))
 
     def prepare() -> dict[str, str]:
         cgroups.enter(cgroup_fds)
@@ -389,11 +386,19 @@ def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> N
             raise NoSuchPod(f'pod "{name}": no such pod')
         release_namespaces(pdir)
         # before the state: a cgroup still busy leaves the pod for another rm to retry
-        cgroups.remove(cgroups.pod_dirs(cgroups.detect(), store.root, name))
+        cgroups.remove(_cgroups(store, store.load(name)))
         _remove_tree(pdir)
 
 
-def collect_cgroups(store: Store) -> list[Path]:
+def _cgroups(store: Store, rec: PodRecord) -> list[str]:
+    """The pod's cgroup directories: as recorded, else where create makes them."""
+    recorded = rec.spec.get("cgroups")
+    if isinstance(recorded, list):
+        return [str(d) for d in recorded]
+    return cgroups.pod_dirs(cgroups.detect(), store.root, rec.name)
+
+
+def collect_cgroups(store: Store) -> list[str]:
     """For gc: removes cgroups of this root whose pod directory is gone."""
     return cgroups.collect_garbage(store.root, (p.name for p in store.dirs()))
 
@@ -417,7 +422,7 @@ def stats(store: Store, names: list[str]) -> list[PodStats]:
                 raise PodNotRunning(f'stats pod "{r.name}": pod is not running')
     else:
         recs = [r for r in list_pods(store) if r.state == "running"]
-    return [PodStats(r.name, r.created, cgroups.usage(store.root, r.name)) for r in recs]
+    return [PodStats(r.name, r.created, cgroups.usage(_cgroups(store, r))) for r in recs]
 
 
 def _remove_tree(pdir: Path) -> None:

@@ -8,17 +8,21 @@ just before exec (spawn.MemberSpec.prepare), after its filesystem is set up:
 capabilities and no_new_privs last, since dropping them ends the right to
 mount and to change ids.
 
-Importing this module is cheap (the CLI parses capability names with it);
-python-prctl is imported only where capabilities are set.
+Lean on purpose, like the rest of the join path: no dataclasses, pathlib or
+re (each costs milliseconds to import); python-prctl's C module `_prctl` is
+imported only in the member, where capabilities are set.
 """
 
+from __future__ import annotations
+
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 from nspod import syscalls as sc
 from nspod.errors import NspodError, os_reason
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 # linux/capability.h, in bit order.
 CAP_NAMES = (
@@ -67,7 +71,8 @@ def parse_cap(name: str) -> str:
 def last_cap() -> int:
     """The highest capability this kernel knows (capabilities(7): cap_last_cap)."""
     try:
-        return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+            return int(f.read())
     except (OSError, ValueError):
         return len(CAP_NAMES) - 1
 
@@ -88,13 +93,28 @@ def tweak(base: Iterable[int], add: Sequence[str], drop: Sequence[str]) -> froze
     return frozenset((set(base) - drops) | adds)
 
 
-@dataclass(frozen=True)
 class SecurityOpts:
-    """What the user asked for: on create (the pod's defaults) or on join."""
+    """What the user asked for: on create (the pod's defaults) or on join. Immutable."""
 
-    cap_add: tuple[str, ...] = ()
-    cap_drop: tuple[str, ...] = ()
-    privileged: bool = False
+    __slots__ = ("cap_add", "cap_drop", "privileged")
+
+    def __init__(self, cap_add: Sequence[str] = (), cap_drop: Sequence[str] = (),
+                 privileged: bool = False) -> None:
+        object.__setattr__(self, "cap_add", tuple(cap_add))
+        object.__setattr__(self, "cap_drop", tuple(cap_drop))
+        object.__setattr__(self, "privileged", privileged)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"SecurityOpts is immutable ({name})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecurityOpts) and self.to_spec() == other.to_spec()
+
+    def __hash__(self) -> int:
+        return hash((self.cap_add, self.cap_drop, self.privileged))
+
+    def __repr__(self) -> str:
+        return f"SecurityOpts({self.cap_add!r}, {self.cap_drop!r}, {self.privileged!r})"
 
     def to_spec(self) -> dict[str, object]:
         return {"cap_add": list(self.cap_add), "cap_drop": list(self.cap_drop),
@@ -108,13 +128,16 @@ class SecurityOpts:
         return cls(tuple(add), tuple(drop), bool(spec.get("privileged", False)))
 
 
-@dataclass(frozen=True)
 class Policy:
     """What one member gets: resolved from the pod's defaults and the join's flags."""
 
-    caps: frozenset[int]  # bounding set; also effective/permitted/inheritable for uid 0
-    privileged: bool = False
-    user: str | None = None  # UID[:GID] or NAME[:GROUP]; None: root
+    __slots__ = ("caps", "privileged", "user")
+
+    def __init__(self, caps: frozenset[int], privileged: bool = False,
+                 user: str | None = None) -> None:
+        self.caps = caps  # bounding set; also effective/permitted/inheritable for uid 0
+        self.privileged = privileged
+        self.user = user  # UID[:GID] or NAME[:GROUP]; None: root
 
 
 def resolve(pod: SecurityOpts, join: SecurityOpts, user: str | None = None) -> Policy:
@@ -129,18 +152,21 @@ def resolve(pod: SecurityOpts, join: SecurityOpts, user: str | None = None) -> P
 # -- users ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class ExecUser:
-    uid: int
-    gid: int
-    groups: tuple[int, ...]  # supplementary
-    home: str
+    __slots__ = ("uid", "gid", "groups", "home")
+
+    def __init__(self, uid: int, gid: int, groups: tuple[int, ...], home: str) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups  # supplementary
+        self.home = home
 
 
-def _read_db(path: Path) -> list[list[str]]:
+def _read_db(path: str) -> list[list[str]]:
     """The colon-separated entries of passwd(5)/group(5); none if the file is missing."""
     try:
-        text = path.read_text(errors="replace")
+        with open(path, "rb") as f:
+            text = f.read().decode(errors="replace")
     except FileNotFoundError:
         return []
     except OSError as e:
@@ -163,9 +189,10 @@ def lookup_user(spec: str, root: str | os.PathLike[str] = "/") -> ExecUser:
     user, colon, group = spec.partition(":")
     if not user or (colon and not group):
         raise UnknownUser(f"user {spec!r}: expected UID[:GID] or NAME[:GROUP]")
-    etc = Path(root) / "etc"
+    etc = os.path.join(os.fspath(root), "etc")
+    passwd, group_db = os.path.join(etc, "passwd"), os.path.join(etc, "group")
     entry = None
-    for fields in _read_db(etc / "passwd"):
+    for fields in _read_db(passwd):
         if len(fields) >= 7 and (fields[0] == user or (user.isdigit() and fields[2] == user)):
             entry = fields
             break
@@ -174,9 +201,9 @@ def lookup_user(spec: str, root: str | os.PathLike[str] = "/") -> ExecUser:
     elif user.isdigit():
         name, uid, gid, home = None, int(user), 0, "/"
     else:
-        raise UnknownUser(f"user {user!r}: no such user in {etc / 'passwd'}")
+        raise UnknownUser(f"user {user!r}: no such user in {passwd}")
     groups: list[int] = []
-    entries = _read_db(etc / "group")
+    entries = _read_db(group_db)
     if group:
         for fields in entries:
             if len(fields) >= 3 and (fields[0] == group or (group.isdigit() and fields[2] == group)):
@@ -184,7 +211,7 @@ def lookup_user(spec: str, root: str | os.PathLike[str] = "/") -> ExecUser:
                 break
         else:
             if not group.isdigit():
-                raise UnknownUser(f"group {group!r}: no such group in {etc / 'group'}")
+                raise UnknownUser(f"group {group!r}: no such group in {group_db}")
             gid = int(group)
     elif name is not None:
         for fields in entries:
@@ -204,25 +231,26 @@ def mask_proc(root: str = "/") -> None:
     onto themselves and remounted MS_RDONLY, keeping the flags they had
     (mount(2): a bind remount replaces the per-mount flags).
     """
-    base = Path(root)
-    null = str(base / "dev" / "null") if (base / "dev" / "null").exists() else "/dev/null"
+    null = os.path.join(root, "dev/null")
+    if not os.path.exists(null):
+        null = "/dev/null"
     for rel in MASKED:
-        path = base / rel
+        path = os.path.join(root, rel)
         try:
-            if path.is_dir():
-                sc.mount("tmpfs", str(path), "tmpfs", sc.MS_RDONLY, "size=0,mode=555")
-            elif path.exists():
-                sc.mount(null, str(path), None, sc.MS_BIND)
+            if os.path.isdir(path):
+                sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, "size=0,mode=555")
+            elif os.path.exists(path):
+                sc.mount(null, path, None, sc.MS_BIND)
         except OSError as e:
             raise NspodError(f"mask {path}: {os_reason(e)}") from e
     for rel in READ_ONLY:
-        path = base / rel
-        if not path.exists():
+        path = os.path.join(root, rel)
+        if not os.path.exists(path):
             continue
         try:
-            sc.mount(str(path), str(path), None, sc.MS_BIND | sc.MS_REC)
+            sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
             kept = os.statvfs(path).f_flag & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-            sc.mount(None, str(path), None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | kept)
+            sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | kept)
         except OSError as e:
             raise NspodError(f"make {path} read-only: {os_reason(e)}") from e
 
@@ -254,7 +282,7 @@ def apply_security(policy: Policy, root: str = "/") -> dict[str, str]:
     inheritable.  no_new_privs comes last: with it, exec never gains a
     capability the process does not already hold in its permitted set.
     """
-    import prctl  # python-prctl: a C extension, only needed here
+    import _prctl  # python-prctl's C module: its Python wrapper costs 2 ms more to import
 
     if not policy.privileged:
         mask_proc(root)
@@ -263,13 +291,14 @@ def apply_security(policy: Policy, root: str = "/") -> dict[str, str]:
     top = last_cap()
     # Nothing can add to the bounding set nspod itself was given: the member gets
     # at most that (--privileged under a restricted nspod gives what nspod has).
-    caps = {c for c in policy.caps if prctl.capbset_read(c)}
+    caps = {c for c in policy.caps if _prctl.prctl(_prctl.PR_CAPBSET_READ, c)}
+    known = list(range(min(top, _prctl.CAP_LAST_CAP) + 1))  # what libcap can name
     try:
         for cap in range(top + 1):
             if cap not in caps:
-                prctl.capbset_drop(cap)
-        known = [c for c in prctl.ALL_CAPS if c <= top]
-        prctl.set_caps((known, prctl.CAP_INHERITABLE, False))
+                _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
+        # set_caps(effective, permitted, inheritable to raise; the same three to lower)
+        _prctl.set_caps([], [], [], [], [], known)
     except OSError as e:
         raise NspodError(f"drop capabilities: {os_reason(e)}") from e
     if user is not None:
@@ -277,11 +306,10 @@ def apply_security(policy: Policy, root: str = "/") -> dict[str, str]:
     if user is None or user.uid == 0:
         keep = [c for c in known if c in caps]
         drop = [c for c in known if c not in caps]
-        flags = [prctl.CAP_EFFECTIVE, prctl.CAP_PERMITTED, prctl.CAP_INHERITABLE]
         try:
-            prctl.set_caps((keep, flags, True), (drop, flags, False))
+            _prctl.set_caps(keep, keep, keep, drop, drop, drop)
         except OSError as e:
             raise NspodError(f"set capabilities: {os_reason(e)}") from e
     if not policy.privileged:
-        prctl.set_no_new_privs(1)
+        _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
     return env

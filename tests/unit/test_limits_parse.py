@@ -1,7 +1,5 @@
 """Size, pids and cpus parsing; cgroup layout detection from mountinfo text."""
 
-from pathlib import Path
-
 import pytest
 
 from nspod.cgroups import Layout, parse_cpus, parse_memory, parse_mountinfo, parse_pids, parse_size
@@ -80,18 +78,18 @@ UNIFIED = """\
 def test_hybrid_layout_is_v1_with_cpu_and_cpuacct_sharing_a_hierarchy() -> None:
     layout = parse_mountinfo(HYBRID)
     assert layout is not None and layout.version == 1
-    assert layout.mounts["memory"] == Path("/sys/fs/cgroup/memory")
-    assert layout.mounts["cpu"] == layout.mounts["cpuacct"] == Path("/sys/fs/cgroup/cpu,cpuacct")
+    assert layout.mounts["memory"] == "/sys/fs/cgroup/memory"
+    assert layout.mounts["cpu"] == layout.mounts["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
     assert "cpuset" not in layout.mounts
     assert layout.bases() == [
-        Path("/sys/fs/cgroup/cpu,cpuacct/nspod"),
-        Path("/sys/fs/cgroup/memory/nspod"),
-        Path("/sys/fs/cgroup/pids/nspod"),
+        "/sys/fs/cgroup/cpu,cpuacct/nspod",
+        "/sys/fs/cgroup/memory/nspod",
+        "/sys/fs/cgroup/pids/nspod",
     ]
 
 
 def test_unified_layout_is_v2() -> None:
-    assert parse_mountinfo(UNIFIED) == Layout(2, {"": Path("/sys/fs/cgroup")})
+    assert parse_mountinfo(UNIFIED) == Layout(2, {"": "/sys/fs/cgroup"})
 
 
 def test_no_cgroup_fs() -> None:
