@@ -85,7 +85,8 @@ SECURITY_HELP = """\
 A joined process gets the default container capabilities (CHOWN, DAC_OVERRIDE,
 FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW,
 SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP), no_new_privs, and a /proc with kcore,
-keys, timer_list, ... masked and sys, sysrq-trigger, irq, bus, fs read-only."""
+keys, timer_list, ... masked, sys, sysrq-trigger, irq, bus, fs read-only, and /sys
+read-only (--privileged: none of this)."""
 
 VERBS = {
     v.name: v

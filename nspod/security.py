@@ -50,6 +50,9 @@ MASKED = (
     "sys/firmware", "sys/devices/virtual/powercap",
 )
 READ_ONLY = ("proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger")
+# sysfs is mounted read-only in a container (runc, podman): with the host's files
+# its submounts (cgroups, debugfs, ...) go read-only too
+READ_ONLY_TREES = ("sys",)
 
 
 class UnknownUser(NspodError):
@@ -245,14 +248,44 @@ def mask_proc(root: str = "/") -> None:
             raise NspodError(f"mask {path}: {os_reason(e)}") from e
     for rel in READ_ONLY:
         path = os.path.join(root, rel)
-        if not os.path.exists(path):
-            continue
-        try:
-            sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
-            kept = os.statvfs(path).f_flag & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-            sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | kept)
-        except OSError as e:
-            raise NspodError(f"make {path} read-only: {os_reason(e)}") from e
+        if os.path.exists(path):
+            _read_only(path, [path])
+    for rel in READ_ONLY_TREES:
+        path = os.path.join(root, rel)
+        if os.path.isdir(path):
+            _read_only(path, _mounts_under(path))
+
+
+def _mounts_under(path: str) -> list[str]:
+    """Mount points at or below path, parents first (proc(5): /proc/self/mountinfo)."""
+    with open("/proc/self/mountinfo", "rb") as f:
+        lines = f.read().decode(errors="replace").splitlines()
+    prefix = path.rstrip("/") + "/"
+    out = [path]
+    for line in lines:
+        target = line.split(" ", 5)[4].replace("\\040", " ")
+        if target.startswith(prefix) and target not in out:
+            out.append(target)
+    return out
+
+
+def _read_only(path: str, mounts: list[str]) -> None:
+    """Binds path onto itself (with its submounts) and remounts mounts read-only.
+
+    A bind remount replaces the per-mount flags (mount(2)), so the ones each
+    mount had are kept.
+    """
+    target = path
+    try:
+        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+        for target in mounts:
+            try:
+                kept = os.statvfs(target).f_flag & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+            except OSError:
+                continue  # a mount we may not look into (e.g. a dead fuse): leave it
+            sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | kept)
+    except OSError as e:
+        raise NspodError(f"make {target} read-only: {os_reason(e)}") from e
 
 
 # -- applying ---------------------------------------------------------------------

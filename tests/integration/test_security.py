@@ -181,3 +181,17 @@ def test_proc_knobs_read_only(pod_env: PodEnv) -> None:
         assert r.returncode != 0 and "read-only file system" in r.stderr.lower()
     r = pod_env.run("join", pod, "--", "cat", "/proc/sys/kernel/hostname", check=True)
     assert r.stdout.strip() == pod  # still readable, unchanged
+
+
+def test_sys_read_only_submounts_included(pod_env: PodEnv) -> None:
+    pod = pod_env.create()
+    cgroup = Path(pod_env.inspect(pod)["cgroups"][0])  # type: ignore[index]
+    probe = cgroup / "probe"  # harmless should it work: a child cgroup, removed below
+    try:
+        r = pod_env.run("join", pod, "--", "mkdir", str(probe))
+        assert r.returncode != 0 and "read-only file system" in r.stderr.lower()
+        r = pod_env.run("join", "--privileged", pod, "--", "mkdir", str(probe))
+        assert r.returncode == 0, r.stderr
+    finally:
+        if probe.exists():
+            probe.rmdir()
