@@ -53,7 +53,7 @@ class Verb:
         self,
         name: str,
         summary: str,
-        positionals: tuple[str, ...] = (),  # "NAME", "NAME?" optional, "NAME..." many
+        positionals: tuple[str, ...] = (),  # "NAME", "NAME?" optional, "NAME..." many, "NAME*" any
         options: tuple[Opt, ...] = (),
         command: bool = False,  # takes -- CMD [ARG...]
         details: str = "",
@@ -83,7 +83,7 @@ class Parsed:
 
 
 def _fixed_count(verb: Verb) -> int:
-    return sum(1 for p in verb.positionals if not p.endswith(("?", "...")))
+    return sum(1 for p in verb.positionals if not p.endswith(("?", "...", "*")))
 
 
 def parse(verb: Verb, argv: list[str]) -> Parsed:
@@ -163,8 +163,10 @@ def _convert(verb: Verb, o: Opt, name: str, raw: str) -> Any:
 def _assign(verb: Verb, positional: list[str], values: dict[str, Any]) -> None:
     rest = list(positional)
     for spec in verb.positionals:
-        key = spec.rstrip("?.").lower()
-        if spec.endswith("..."):
+        key = spec.rstrip("?.*").lower()
+        if spec.endswith("*"):
+            values[key], rest = rest, []
+        elif spec.endswith("..."):
             if not rest:
                 raise UsageError(f"{verb.name}: missing {spec.rstrip('.')}")
             values[key], rest = rest, []
@@ -180,7 +182,10 @@ def _assign(verb: Verb, positional: list[str], values: dict[str, Any]) -> None:
 
 def usage(verb: Verb) -> str:
     pos = " ".join(
-        f"[{p[:-1]}]" if p.endswith("?") else (f"{p[:-3]}..." if p.endswith("...") else p)
+        f"[{p[:-1]}]" if p.endswith("?")
+        else f"{p[:-3]}..." if p.endswith("...")
+        else f"[{p[:-1]}...]" if p.endswith("*")
+        else p
         for p in verb.positionals
     )
     cmd = " -- CMD [ARG...]" if verb.command else ""

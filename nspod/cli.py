@@ -68,6 +68,43 @@ def _seconds(value: str) -> float:
     return secs
 
 
+def _cap(value: str) -> str:
+    from nspod.security import parse_cap
+
+    return parse_cap(value)
+
+
+def _memory(value: str) -> int:
+    from nspod.cgroups import parse_memory
+
+    return parse_memory(value)
+
+
+def _pids(value: str) -> int:
+    from nspod.cgroups import parse_pids
+
+    return parse_pids(value)
+
+
+def _cpus(value: str) -> float:
+    from nspod.cgroups import parse_cpus
+
+    return parse_cpus(value)
+
+
+SECURITY_OPTS = (
+    Opt(("--cap-add",), "cap_add", "add a capability (NET_ADMIN, CAP_NET_ADMIN, ALL)", "CAP",
+        True, convert=_cap),
+    Opt(("--cap-drop",), "cap_drop", "drop a capability (or ALL)", "CAP", True, convert=_cap),
+    Opt(("--privileged",), "privileged", "every capability, /proc unmasked, no no_new_privs"),
+)
+SECURITY_HELP = """\
+A joined process gets the default container capabilities (CHOWN, DAC_OVERRIDE,
+FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW,
+SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP), no_new_privs, and a /proc with kcore,
+keys, timer_list, ... masked, sys, sysrq-trigger, irq, bus, fs read-only, and /sys
+read-only (--privileged: none of this)."""
+
 VERBS = {
     v.name: v
     for v in (
@@ -77,8 +114,17 @@ VERBS = {
             ("NAME?",),
             (
                 Opt(("--hostname",), "hostname", "hostname inside the pod (default: the pod name)", "H"),
+                Opt(("--memory",), "memory", "memory limit of the pod, no swap (e.g. 64M, 1g)", "SIZE",
+                    convert=_memory),
+                Opt(("--pids",), "pids", "most processes the pod may have at once", "N",
+                    convert=_pids),
+                Opt(("--cpus",), "cpus", "CPU time the pod may use, in CPUs (e.g. 0.5)", "X",
+                    convert=_cpus),
+                *SECURITY_OPTS,
             ),
-            details="Prints the pod's name (one is generated when none is given).\n" + EXIT_CODES,
+            details="Prints the pod's name (one is generated when none is given).\n"
+            "--cap-add, --cap-drop and --privileged are defaults for every join.\n"
+            + SECURITY_HELP + "\n" + EXIT_CODES,
         ),
         Verb(
             "join",
@@ -91,12 +137,17 @@ VERBS = {
                 Opt(("--name",), "name", "the member's name (unique in the pod)", "NAME"),
                 Opt(("-t", "--tty"), "tty", "give the command a terminal (a pty)"),
                 Opt(("-i", "--interactive"), "interactive", "with -t: pass stdin to the terminal"),
+                Opt(("-u", "--user"), "user", "run as UID[:GID] or NAME[:GROUP] (names from the "
+                    "member's /etc/passwd and /etc/group)", "USER"),
+                *SECURITY_OPTS,
             ),
             command=True,
             details="In the foreground, stdin, stdout and stderr are the caller's; SIGINT, SIGTERM,\n"
             "SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to nspod reach the command.\n"
             "With -d the command's stdin is /dev/null and its output goes to its log\n"
-            "(nspod logs); pause reaps it and records its exit status (nspod ps).\n" + JOIN_CODES,
+            "(nspod logs); pause reaps it and records its exit status (nspod ps).\n"
+            "--cap-add and --cap-drop apply on top of the pod's defaults.\n"
+            + SECURITY_HELP + "\n" + JOIN_CODES,
         ),
         Verb(
             "ps",
@@ -153,6 +204,17 @@ VERBS = {
         ),
         Verb("inspect", "Print pods' details as JSON.", ("POD...",), (), details=EXIT_CODES),
         Verb(
+            "stats",
+            "Show pods' memory, CPU and process figures, refreshed every second.",
+            ("POD*",),
+            (
+                Opt(("--no-stream",), "no_stream", "print once and exit"),
+                Opt(("--json",), "json", "print JSON"),
+            ),
+            details="Without POD, every running pod. CPU % is over the last second (since the\n"
+            "pod started on the first line). Ctrl-C ends it.\n" + EXIT_CODES,
+        ),
+        Verb(
             "stop",
             "Stop pods: TERM to every process, KILL after the grace period, pause last.",
             ("POD...",),
@@ -183,8 +245,15 @@ def _store(root: str | None):  # type: ignore[no-untyped-def]
 
 def cmd_create(a: Parsed, root: str | None) -> int:
     from nspod import pod
+    from nspod.cgroups import Limits
 
-    rec = pod.create(_store(root), pod.CreateSpec(name=a.name, hostname=a.hostname))
+    spec = pod.CreateSpec(
+        name=a.name,
+        hostname=a.hostname,
+        limits=Limits(memory=a.memory, pids=a.pids, cpus=a.cpus),
+        security=_security(a),
+    )
+    rec = pod.create(_store(root), spec)
     print(rec.name)
     return 0
 
@@ -201,7 +270,8 @@ def cmd_join(a: Parsed, root: str | None) -> int:
     if a.detach and a.tty:
         raise UsageError("join: -d and -t do not go together")
     spec = member.JoinSpec(pod=a.pod, argv=a.command, env=dict(a.env), cwd=a.workdir,
-                           detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive)
+                           detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,
+                           security=_security(a), user=a.user)
     name, code = member.join(_root(root), spec)
     if a.detach:
         print(name)
@@ -295,6 +365,91 @@ def _table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
+def _security(a: Parsed):  # type: ignore[no-untyped-def]
+    from nspod.security import SecurityOpts
+
+    return SecurityOpts(tuple(a.cap_add), tuple(a.cap_drop), a.privileged)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.4g}{unit}"
+    return f"{n}B"
+
+
+def _stats_rows(samples, previous, now):  # type: ignore[no-untyped-def]
+    """JSON-ready dicts; CPU % over the time since previous (or since the pod started)."""
+    import time
+
+    rows = []
+    for s in samples:
+        u = s.usage
+        cpu_ns = u.cpu_ns if u is not None else None
+        before = previous.get(s.name)
+        if cpu_ns is None:
+            pct = None
+        elif before is not None and now > before[0]:
+            pct = (cpu_ns - before[1]) / ((now - before[0]) * 1e9) * 100
+        else:
+            pct = cpu_ns / max(time.time() - s.created, 1e-3) / 1e9 * 100
+        rows.append({
+            "name": s.name,
+            "cpu_percent": None if pct is None else round(max(pct, 0.0), 2),
+            "cpu_seconds": None if cpu_ns is None else round(cpu_ns / 1e9, 3),
+            "memory_bytes": u.memory if u else None,
+            "memory_limit_bytes": u.memory_limit if u else None,
+            "pids": u.pids if u else None,
+            "pids_limit": u.pids_limit if u else None,
+        })
+    return rows
+
+
+def _stats_table(rows) -> str:  # type: ignore[no-untyped-def]
+    table = [("NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS", "CPU TIME")]
+    for r in rows:
+        mem, limit = r["memory_bytes"], r["memory_limit_bytes"]
+        pct = f"{mem / limit * 100:.2f}%" if mem is not None and limit else "-"
+        cpu = "-" if r["cpu_percent"] is None else f"{r['cpu_percent']:.2f}%"
+        secs = "-" if r["cpu_seconds"] is None else f"{r['cpu_seconds']:.3f}s"
+        pids = "-" if r["pids"] is None else str(r["pids"])
+        if r["pids_limit"] is not None:
+            pids += f" / {r['pids_limit']}"
+        table.append((r["name"], cpu, f"{_size(mem)} / {_size(limit) if limit else 'unlimited'}",
+                      pct, pids, secs))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
+
+
+def cmd_stats(a: Parsed, root: str | None) -> int:
+    import json
+    import time
+
+    from nspod import pod
+
+    store = _store(root)
+    previous: dict[str, tuple[float, int]] = {}
+    clear = sys.stdout.isatty()
+    try:
+        while True:
+            samples = pod.stats(store, a.pod)
+            now = time.monotonic()
+            rows = _stats_rows(samples, previous, now)
+            previous = {s.name: (now, s.usage.cpu_ns) for s in samples
+                        if s.usage is not None and s.usage.cpu_ns is not None}
+            text = json.dumps(rows, indent=2) if a.json else _stats_table(rows)
+            if clear and not a.no_stream:
+                text = "\033[H\033[J" + text
+            print(text, flush=True)
+            if a.no_stream:
+                return 0
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_ls(a: Parsed, root: str | None) -> int:
     from nspod import pod
 
@@ -348,6 +503,7 @@ COMMANDS: dict[str, Callable[[Parsed, str | None], int]] = {
     "join": cmd_join,
     "ls": cmd_ls,
     "inspect": cmd_inspect,
+    "stats": cmd_stats,
     "stop": cmd_stop,
     "rm": cmd_rm,
     "ps": cmd_ps,

@@ -65,7 +65,8 @@ def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
 
 
 class JoinSpec:
-    __slots__ = ("pod", "argv", "env", "cwd", "detach", "name", "tty", "interactive", "prepare")
+    __slots__ = ("pod", "argv", "env", "cwd", "detach", "name", "tty", "interactive",
+                 "security", "user")
 
     def __init__(
         self,
@@ -77,7 +78,8 @@ class JoinSpec:
         name: str | None = None,
         tty: bool = False,
         interactive: bool = False,
-        prepare: Callable[[Pod], Callable[[], None] | None] | None = None,
+        security: Any = None,  # security.SecurityOpts, on top of the pod's defaults
+        user: str | None = None,  # UID[:GID] or NAME[:GROUP], looked up in the member's root
     ) -> None:
         self.pod = pod
         self.argv = argv
@@ -87,7 +89,8 @@ class JoinSpec:
         self.name = name
         self.tty = tty
         self.interactive = interactive
-        self.prepare = prepare  # builds the member's pre-exec setup from the pod
+        self.security = security
+        self.user = user
 
 
 def _generate_name(pod: Pod, argv0: str) -> str:
@@ -145,7 +148,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                              os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
         if spec.tty:
             master, slave = os.openpty()
-        prepare = spec.prepare(pod) if spec.prepare is not None else None
+        prepare, cgroup_fds = _prepare(pod, spec)
         mspec = spawn.MemberSpec(
             argv=spec.argv,
             env=member_env(spec.env, pod.rec.get("hostname", pod.name)),
@@ -186,6 +189,8 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
         finally:
             if slave >= 0:
                 os.close(slave)
+            for fd in cgroup_fds:
+                os.close(fd)
         if spec.detach:
             os.close(member.pidfd)
             return name, 0
@@ -204,6 +209,29 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             os.close(log_fd)
         if master >= 0:
             os.close(master)
+
+
+def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], list[int]]:
+    """The member's setup before exec, run in it (in its own mount namespace).
+
+    Order matters: join the pod's cgroup first (through fds opened here, in the
+    host's mounts), then the filesystem, then /proc masks, user and
+    capabilities last, since they take away the rights the steps before need.
+    """
+    from nspod import cgroups, security
+
+    pod_spec = pod.rec.get("spec", {})
+    policy = security.resolve(security.SecurityOpts.from_spec(pod_spec),
+                              spec.security or security.SecurityOpts(), spec.user)
+    cgroup_fds = cgroups.open_procs(pod_spec.get("cgroups", []))
+    explicit = spec.env
+
+    def prepare() -> dict[str, str]:
+        cgroups.enter(cgroup_fds)
+        env = security.apply_security(policy, "/")
+        return {k: v for k, v in env.items() if k not in explicit}  # -e wins
+
+    return prepare, cgroup_fds
 
 
 def _drop_record(pod: Pod, name: str) -> None:

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nspod import spawn
+from nspod import cgroups, spawn
 from nspod import syscalls as sc
+from nspod.security import SecurityOpts
 from nspod.errors import NoSuchPod, NotRoot, NspodError, PodExists, PodNotRunning, os_reason
 from nspod.store import NS_KINDS, PodRecord, ProcId, Store, check_name, proc_start
 
@@ -34,6 +35,8 @@ class CreateSpec:
     hostname: str | None = None
     net: str = "none"
     extra: dict[str, Any] = field(default_factory=dict)
+    limits: cgroups.Limits = field(default_factory=cgroups.Limits)
+    security: SecurityOpts = field(default_factory=SecurityOpts)  # defaults of every join
 
 
 def checkpoint(step: str) -> None:
@@ -44,7 +47,7 @@ def checkpoint(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-CREATE_STEPS = ("dir", "pause", "namespaces", "record")  # in order
+CREATE_STEPS = ("dir", "cgroup", "pause", "namespaces", "record")  # in order
 
 
 def generate_name(store: Store) -> str:
@@ -84,7 +87,8 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
             hostname=hostname,
             created=time.time(),
             state="running",
-            spec={"net": spec.net, **spec.extra},
+            spec={"net": spec.net, **spec.extra, **spec.limits.to_spec(),
+                  **spec.security.to_spec()},
         )
         _launch(store, rec, undo)
         store.save(rec)
@@ -100,6 +104,11 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
     """
     pdir = store.pod_dir(rec.name)
     net = rec.spec.get("net", "none")
+    limits = cgroups.Limits(rec.spec.get("memory"), rec.spec.get("pids"), rec.spec.get("cpus"))
+    cgroup = cgroups.create(store.root, rec.name, limits)  # reuses the empty one on start
+    undo.callback(cgroups.remove, cgroup)
+    rec.spec["cgroups"] = cgroup
+    checkpoint("cgroup")
     pid = spawn.start_pause(
         spawn.PauseSpec(
             hostname=rec.hostname,
@@ -110,6 +119,9 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
         )
     )
     undo.callback(spawn.kill_and_forget, pid)
+    # pause does not fork: moved now, it and every member after it are counted
+    cgroups.attach(cgroup, pid)
+    _protect_from_oom(pid)
     start = proc_start(pid)
     if start is None:
         raise NspodError(f'create pod "{rec.name}": pause exited at once (see {pdir}/pause.log)')
@@ -121,6 +133,17 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
     rec.pid, rec.pid_start = pid, start
     rec.state = "running"
     rec.finished = None
+
+
+def _protect_from_oom(pid: int) -> None:
+    """Makes pause the last choice of the OOM killer in its cgroup, as kubelet does.
+
+    Killing PID 1 kills the whole pod (proc(5): oom_score_adj). Best effort:
+    lowering it needs CAP_SYS_RESOURCE, which a confined nspod may lack; pause
+    is a few pages, the last the OOM killer picks anyway.
+    """
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/oom_score_adj").write_text("-998")
 
 
 def pin_namespaces(pid: int, nsdir: Path, net: bool = True) -> None:
@@ -159,6 +182,8 @@ def refresh(store: Store, rec: PodRecord) -> PodRecord:
         rec = store.load(rec.name)
         if rec.state == "running" and not rec.pause.alive():
             release_namespaces(store.pod_dir(rec.name))
+            with contextlib.suppress(NspodError):
+                cgroups.remove(_cgroups(store, rec), timeout=0.5)
             rec.state = "exited"
             rec.finished = time.time()
             store.save(rec)
@@ -196,6 +221,9 @@ def inspect(store: Store, rec: PodRecord) -> dict[str, Any]:
         },
         "net": rec.spec.get("net", "none"),
         **rec.net,
+        "limits": {k: rec.spec.get(k) for k in ("memory", "pids", "cpus")},
+        "security": SecurityOpts.from_spec(rec.spec).to_spec(),
+        "cgroups": [d for d in _cgroups(store, rec) if os.path.isdir(d)],
     }
 
 
@@ -299,7 +327,39 @@ def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> N
         if not (pdir / "pod.json").exists():
             raise NoSuchPod(f'pod "{name}": no such pod')
         _release_all(store, pdir)
+        # before the state: a cgroup still busy leaves the pod for another rm to retry
+        cgroups.remove(_cgroups(store, store.load(name)))
         _remove_tree(pdir)
+
+
+def _cgroups(store: Store, rec: PodRecord) -> list[str]:
+    """The pod's cgroup directories: as recorded, else where create makes them."""
+    recorded = rec.spec.get("cgroups")
+    if isinstance(recorded, list):
+        return [str(d) for d in recorded]
+    return cgroups.pod_dirs(cgroups.detect(), store.root, rec.name)
+
+
+# -- stats ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodStats:
+    name: str
+    created: float
+    usage: cgroups.Usage | None  # None: the pod has no cgroup
+
+
+def stats(store: Store, names: list[str]) -> list[PodStats]:
+    """Figures of the named pods (every running pod when names is empty)."""
+    if names:
+        recs = [get(store, n) for n in names]
+        for r in recs:
+            if r.state != "running":
+                raise PodNotRunning(f'stats pod "{r.name}": pod is not running')
+    else:
+        recs = [r for r in list_pods(store) if r.state == "running"]
+    return [PodStats(r.name, r.created, cgroups.usage(_cgroups(store, r))) for r in recs]
 
 
 def start_pod(store: Store, name: str) -> PodRecord:
@@ -367,8 +427,14 @@ def gc(store: Store) -> list[str]:
             for pid in _pauses_of(pdir):
                 spawn.kill_and_forget(pid)
             _release_all(store, pdir)
+            dirs = (_cgroups(store, rec) if rec is not None
+                    else cgroups.pod_dirs(cgroups.detect(), store.root, name))
+            with contextlib.suppress(NspodError):
+                cgroups.remove(dirs)
             _remove_tree(pdir)
             removed.append(name)
+    # cgroups of pods whose directory is gone (a create killed before it made one)
+    cgroups.collect_garbage(store.root, (p.name for p in store.dirs()))
     return removed
 
 

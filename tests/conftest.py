@@ -6,6 +6,7 @@ run, a session-end check fails the suite when anything leaked: a mount under
 a test root, a live pause process, a test root, a veth or bridge of a test.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -128,6 +129,36 @@ def live_pids(pids: list[int]) -> list[int]:
     return out
 
 
+def cgroup_mounts() -> list[Path]:
+    """Mount points of every cgroup hierarchy (v1 and v2) from mountinfo."""
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        pre, _, post = line.partition(" - ")
+        if post.split()[:1] in (["cgroup"], ["cgroup2"]):
+            out.append(Path(pre.split()[4]))
+    return out
+
+
+def pod_cgroups(root: Path) -> list[Path]:
+    """Cgroups nspod made for pods of state root `root`.
+
+    nspod names them <mount>/nspod/<sha256(root)[:10]>-<pod> (nspod/cgroups.py).
+    """
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:10]
+    return [d for m in cgroup_mounts() for d in (m / "nspod").glob(f"{key}-*") if d.is_dir()]
+
+
+def cgroup_leaks(root: Path) -> list[str]:
+    """Cgroups of root's pods still there after rm: reported, then removed if empty."""
+    leaks = pod_cgroups(root)
+    for d in leaks:
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+    return [f"cgroup left: {d}" for d in leaks]
+
+
 def teardown_env(e: PodEnv) -> list[str]:
     """Removes everything the test made; returns what had to be removed by force."""
     problems = []
@@ -148,6 +179,7 @@ def teardown_env(e: PodEnv) -> list[str]:
         if target.startswith(str(e.root)):
             problems.append(f"mount left: {target}")
             subprocess.run(["umount", "-l", target], check=False)
+    problems += cgroup_leaks(e.root)
     leftovers = [p.name for p in (e.root / "pods").glob("*")] if (e.root / "pods").exists() else []
     if leftovers:
         problems.append(f"pod state left: {leftovers}")

@@ -1,0 +1,460 @@
+"""One cgroup per pod: limits (memory, pids, cpu) and the figures of `nspod stats`.
+
+Both layouts, detected from /proc/self/mountinfo (no cgroup library):
+
+  v2 (unified)   <mount>/nspod/<key>-<pod>, the controllers enabled through
+                 <mount>/nspod/cgroup.subtree_control (cgroups(7): a cgroup
+                 with processes cannot hand controllers down, so "nspod"
+                 itself holds none).
+  v1 (hybrid or legacy)
+                 <mount of C>/nspod/<key>-<pod> for each controller C of
+                 memory, pids, cpu and cpuacct (one directory per hierarchy:
+                 cpu and cpuacct are often mounted together).
+
+<key> is a hash of the state root, so two roots (tests) never share a name.
+Pause is moved in right after it starts; each member moves itself in before
+it execs (writing "0" to cgroup.procs: cgroups(7), the writer itself), so
+every process of the pod is counted and nspod's own client is not.
+create() returns the directories; the pod record keeps them, so join, rm
+and stats do not detect anything.
+
+Lean on purpose (join imports it): paths are strings, no dataclasses, re or
+hashlib at import.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from nspod.errors import NspodError, os_reason
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+MOUNTINFO = "/proc/self/mountinfo"
+V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
+V2_CONTROLLERS = ("memory", "pids", "cpu")
+PARENT = "nspod"
+CFS_PERIOD_US = 100_000
+MIN_MEMORY = 6 * 1024 * 1024  # podman and docker refuse less: pause and exec need some
+V1_UNLIMITED = 1 << 62  # memory.limit_in_bytes reads PAGE_COUNTER_MAX pages when unlimited
+
+
+# -- parsing the user's limits -------------------------------------------------------
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_size(text: str) -> int:
+    """`64M`, `1g`, `512k`, `1.5GiB`, `1048576` -> bytes (binary units, as podman)."""
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?", text.strip(), re.I)
+    if m is None:
+        raise ValueError(f"{text!r} is not a size (e.g. 64M, 1g, 1048576)")
+    size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if size <= 0:
+        raise ValueError(f"{text!r} must be more than 0")
+    return size
+
+
+def parse_memory(text: str) -> int:
+    size = parse_size(text)
+    if size < MIN_MEMORY:
+        raise ValueError(f"{text!r} is below the minimum of 6M")
+    return size
+
+
+def parse_pids(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise ValueError(f"{text!r} must be at least 1")
+    return n
+
+
+def parse_cpus(text: str) -> float:
+    try:
+        cpus = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of CPUs (e.g. 0.5, 2)") from None
+    if not cpus * CFS_PERIOD_US >= 1000:  # the kernel's minimum quota is 1 ms
+        raise ValueError(f"{text!r} must be at least 0.01")
+    if cpus > 1e6:
+        raise ValueError(f"{text!r} is too large")
+    return cpus
+
+
+class Limits:
+    __slots__ = ("memory", "pids", "cpus")
+
+    def __init__(self, memory: int | None = None, pids: int | None = None,
+                 cpus: float | None = None) -> None:
+        self.memory = memory  # bytes; swap is not allowed on top
+        self.pids = pids
+        self.cpus = cpus
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Limits) and self.to_spec() == other.to_spec()
+
+    def __hash__(self) -> int:
+        return hash((self.memory, self.pids, self.cpus))
+
+    def any(self) -> bool:
+        return (self.memory, self.pids, self.cpus) != (None, None, None)
+
+    def to_spec(self) -> dict[str, object]:
+        return {"memory": self.memory, "pids": self.pids, "cpus": self.cpus}
+
+
+# -- layout -----------------------------------------------------------------------------
+
+
+class Layout:
+    __slots__ = ("version", "mounts")
+
+    def __init__(self, version: int, mounts: dict[str, str]) -> None:
+        self.version = version  # 1 or 2
+        self.mounts = mounts  # v1: controller -> its hierarchy's mount; v2: "" -> the mount
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Layout) and (self.version, self.mounts) == (
+            other.version, other.mounts)
+
+    def __repr__(self) -> str:
+        return f"Layout({self.version}, {self.mounts!r})"
+
+    def bases(self) -> list[str]:
+        """Each hierarchy's nspod directory, once."""
+        return [os.path.join(m, PARENT) for m in dict.fromkeys(self.mounts.values())]
+
+
+def parse_mountinfo(text: str) -> Layout | None:
+    """The layout the mounts in text (proc(5) mountinfo format) describe, or None."""
+    v1: dict[str, str] = {}
+    v2: list[str] = []
+    for line in text.splitlines():
+        pre, sep, post = line.partition(" - ")
+        if not sep:
+            continue
+        fields, tail = pre.split(), post.split()
+        if len(fields) < 5 or len(tail) < 3:
+            continue
+        target = fields[4].replace("\\040", " ")
+        if tail[0] == "cgroup2":
+            v2.append(target)
+        elif tail[0] == "cgroup":
+            for opt in tail[2].split(","):
+                if opt in V1_CONTROLLERS and opt not in v1:
+                    v1[opt] = target
+    if "memory" in v1:
+        return Layout(1, v1)
+    if v2:
+        best = next((m for m in v2 if "memory" in _controllers(m)), v2[0])
+        return Layout(2, {"": best})
+    if v1:
+        return Layout(1, v1)
+    return None
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode().strip()
+    except OSError:
+        return None
+
+
+def _controllers(mount: str) -> set[str]:
+    return set((_read(os.path.join(mount, "cgroup.controllers")) or "").split())
+
+
+def detect() -> Layout | None:
+    return parse_mountinfo(_read(MOUNTINFO) or "")
+
+
+def root_key(root: str | os.PathLike[str]) -> str:
+    """Names a state root in cgroup names: the same root always gives the same key."""
+    import hashlib
+
+    return hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:10]
+
+
+def pod_dirs(layout: Layout | None, root: str | os.PathLike[str], pod: str) -> list[str]:
+    """The pod's cgroup directories (one per hierarchy), whether they exist or not."""
+    if layout is None:
+        return []
+    return [os.path.join(b, f"{root_key(root)}-{pod}") for b in layout.bases()]
+
+
+# -- making, joining, removing --------------------------------------------------------
+
+
+def _write(path: str, value: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise NspodError(f"open {path}: {os_reason(e)}") from e
+    try:
+        os.write(fd, value.encode())
+    except OSError as e:
+        raise NspodError(f"write {value!r} to {path}: {os_reason(e)}") from e
+    finally:
+        os.close(fd)
+
+
+def _enable_v2(base: str) -> None:
+    """Hands memory, pids and cpu down to base's children (the root's to base first)."""
+    for parent in (os.path.dirname(base), base):
+        have = _controllers(parent)
+        control = os.path.join(parent, "cgroup.subtree_control")
+        on = _read(control)
+        if on is None:
+            raise NspodError(f"read {control}: cannot read it")
+        missing = [c for c in V2_CONTROLLERS if c in have and c not in on.split()]
+        if missing:
+            _write(control, " ".join("+" + c for c in missing))
+
+
+def _file(layout: Layout, dirs: Sequence[str], controller: str, name: str) -> str | None:
+    """dirs' file `name` of controller, or None when the controller is not there."""
+    if layout.version == 2:
+        path = os.path.join(dirs[0], name)
+        return path if os.path.exists(path) else None
+    mount = layout.mounts.get(controller)
+    if mount is None:
+        return None
+    for d in dirs:
+        if os.path.dirname(os.path.dirname(d)) == mount:
+            path = os.path.join(d, name)
+            return path if os.path.exists(path) else None
+    return None
+
+
+def _set_limits(layout: Layout, dirs: Sequence[str], limits: Limits) -> None:
+    def need(controller: str, name: str, flag: str) -> str:
+        path = _file(layout, dirs, controller, name)
+        if path is None:
+            raise NspodError(f"{flag}: the {controller} cgroup controller is not available")
+        return path
+
+    if limits.memory is not None:
+        if layout.version == 2:
+            _write(need("memory", "memory.max", "--memory"), str(limits.memory))
+            swap = _file(layout, dirs, "memory", "memory.swap.max")
+            if swap is not None:
+                _write(swap, "0")
+        else:
+            _write(need("memory", "memory.limit_in_bytes", "--memory"), str(limits.memory))
+            # memory+swap equal to memory: no swap on top (docker --memory-swap default
+            # is twice; podman's is the same, we keep the limit what the user said)
+            memsw = _file(layout, dirs, "memory", "memory.memsw.limit_in_bytes")
+            if memsw is not None:
+                _write(memsw, str(limits.memory))
+    if limits.pids is not None:
+        _write(need("pids", "pids.max", "--pids"), str(limits.pids))
+    if limits.cpus is not None:
+        quota = round(limits.cpus * CFS_PERIOD_US)
+        if layout.version == 2:
+            _write(need("cpu", "cpu.max", "--cpus"), f"{quota} {CFS_PERIOD_US}")
+        else:
+            _write(need("cpu", "cpu.cfs_period_us", "--cpus"), str(CFS_PERIOD_US))
+            _write(need("cpu", "cpu.cfs_quota_us", "--cpus"), str(quota))
+
+
+def create(root: str | os.PathLike[str], pod: str, limits: Limits) -> list[str]:
+    """Makes the pod's cgroup in every hierarchy and sets limits; returns its dirs.
+
+    Without any cgroup filesystem a pod without limits gets none. On failure
+    nothing made here is left.
+    """
+    layout = detect()
+    if layout is None:
+        if limits.any():
+            raise NspodError("limits: no cgroup filesystem is mounted")
+        return []
+    dirs = pod_dirs(layout, root, pod)
+    made: list[str] = []
+    try:
+        for base, d in zip(layout.bases(), dirs, strict=True):
+            try:
+                os.mkdir(base, 0o755)
+            except FileExistsError:
+                pass
+            if layout.version == 2:
+                _enable_v2(base)
+            try:
+                os.mkdir(d, 0o755)
+            except FileExistsError:
+                # left by a create that crashed before gc ran: it is ours, reuse it empty
+                if read_procs(d):
+                    raise NspodError(f"cgroup {d}: already exists and is in use") from None
+            made.append(d)
+        _set_limits(layout, dirs, limits)
+    except OSError as e:
+        remove(made)
+        raise NspodError(f"make cgroup: {os_reason(e)}") from e
+    except NspodError:
+        remove(made)
+        raise
+    return dirs
+
+
+def read_procs(d: str) -> list[int]:
+    return [int(x) for x in (_read(os.path.join(d, "cgroup.procs")) or "").split()]
+
+
+def attach(dirs: Iterable[str], pid: int) -> None:
+    """Moves host pid into every one of dirs."""
+    for d in dirs:
+        _write(os.path.join(d, "cgroup.procs"), str(pid))
+
+
+def open_procs(dirs: Iterable[str]) -> list[int]:
+    """O_CLOEXEC fds of dirs' cgroup.procs, for a member to write "0" into (see enter).
+
+    A directory that is gone (a pod made before it had cgroups) is skipped.
+    """
+    fds: list[int] = []
+    d = ""
+    try:
+        for d in dirs:
+            try:
+                fds.append(os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
+            except FileNotFoundError:
+                continue
+    except OSError as e:
+        close(fds)
+        raise NspodError(f"open {d}/cgroup.procs: {os_reason(e)}") from e
+    return fds
+
+
+def enter(fds: Iterable[int]) -> None:
+    """Moves the calling process into the cgroups behind fds (from open_procs).
+
+    Through fds opened beforehand, so it works from any mount namespace or root.
+    """
+    for fd in fds:
+        try:
+            os.write(fd, b"0")
+        except OSError as e:
+            raise NspodError(f"join the pod's cgroup: {os_reason(e)}") from e
+
+
+def close(fds: Iterable[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def remove(dirs: Iterable[str], timeout: float = 2.0) -> None:
+    """Removes dirs; waits up to timeout for processes just killed to leave them.
+
+    rmdir(2) fails with EBUSY while a process (even a dying one) is inside.
+    """
+    deadline = time.monotonic() + timeout
+    for d in dirs:
+        delay = 0.001
+        while True:
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise NspodError(f"remove cgroup {d}: {os_reason(e)}") from e
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+
+def collect_garbage(root: str | os.PathLike[str], live: Iterable[str]) -> list[str]:
+    """Removes this root's cgroups whose pod is not in live (for gc); returns them."""
+    layout = detect()
+    if layout is None:
+        return []
+    prefix = root_key(root) + "-"
+    keep = set(live)
+    gone = []
+    for base in layout.bases():
+        try:
+            entries = os.listdir(base)
+        except OSError:
+            continue
+        for entry in entries:
+            d = os.path.join(base, entry)
+            if entry.startswith(prefix) and entry[len(prefix):] not in keep and os.path.isdir(d):
+                try:
+                    remove([d], timeout=0)
+                except NspodError:
+                    continue  # still in use: a later gc takes it
+                gone.append(d)
+    return gone
+
+
+# -- figures --------------------------------------------------------------------------
+
+
+class Usage:
+    __slots__ = ("memory", "memory_limit", "cpu_ns", "pids", "pids_limit")
+
+    def __init__(self, memory: int | None, memory_limit: int | None, cpu_ns: int | None,
+                 pids: int | None, pids_limit: int | None) -> None:
+        self.memory = memory  # bytes in use, page cache that can be dropped not counted
+        self.memory_limit = memory_limit  # None: unlimited
+        self.cpu_ns = cpu_ns  # CPU time of every process that has been in the pod
+        self.pids = pids  # tasks now
+        self.pids_limit = pids_limit
+
+
+def _read_opt(path: str | None) -> str | None:
+    return None if path is None else _read(path)
+
+
+def _stat_value(text: str | None, key: str) -> int | None:
+    for line in (text or "").splitlines():
+        k, _, v = line.partition(" ")
+        if k == key:
+            return int(v)
+    return None
+
+
+def _number(text: str | None) -> int | None:
+    if text is None or text == "max":
+        return None
+    return int(text)
+
+
+def usage(dirs: Sequence[str]) -> Usage | None:
+    """The figures of the pod whose cgroup is dirs, or None when it has none."""
+    layout = detect()
+    if layout is None or not dirs or not all(os.path.isdir(d) for d in dirs):
+        return None
+
+    def f(controller: str, name: str) -> str | None:
+        assert layout is not None
+        return _file(layout, dirs, controller, name)
+
+    if layout.version == 2:
+        mem = _number(_read_opt(f("memory", "memory.current")))
+        limit = _number(_read_opt(f("memory", "memory.max")))
+        inactive = _stat_value(_read_opt(f("memory", "memory.stat")), "inactive_file")
+        usec = _stat_value(_read_opt(f("cpu", "cpu.stat")), "usage_usec")
+        cpu = usec * 1000 if usec is not None else None
+    else:
+        mem = _number(_read_opt(f("memory", "memory.usage_in_bytes")))
+        limit = _number(_read_opt(f("memory", "memory.limit_in_bytes")))
+        if limit is not None and limit >= V1_UNLIMITED:
+            limit = None
+        inactive = _stat_value(_read_opt(f("memory", "memory.stat")), "total_inactive_file")
+        cpu = _number(_read_opt(f("cpuacct", "cpuacct.usage")))
+    if mem is not None and inactive is not None and inactive < mem:
+        mem -= inactive  # as docker and podman show it: cache the kernel can drop is not use
+    pids = _number(_read_opt(f("pids", "pids.current")))
+    if pids is None:
+        pids = len(read_procs(dirs[0]))
+    return Usage(mem, limit, cpu, pids, _number(_read_opt(f("pids", "pids.max"))))
