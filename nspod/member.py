@@ -9,9 +9,9 @@ Lean on purpose: `nspod join` imports this, and must start fast.
 
 from __future__ import annotations
 
+import _signal as signal  # not `signal`: it imports enum, ~8 ms
 import os
 import select
-import _signal as signal  # not `signal`: it imports enum, ~8 ms
 import time
 
 from nspod import lean, spawn

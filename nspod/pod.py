@@ -19,8 +19,8 @@ from typing import Any
 
 from nspod import cgroups, spawn
 from nspod import syscalls as sc
-from nspod.security import SecurityOpts
 from nspod.errors import NoSuchPod, NotRoot, NspodError, PodExists, PodNotRunning, os_reason
+from nspod.security import SecurityOpts
 from nspod.store import NS_KINDS, PodRecord, ProcId, Store, check_name, proc_start
 
 

@@ -124,7 +124,7 @@ class SecurityOpts:
                 "privileged": self.privileged}
 
     @classmethod
-    def from_spec(cls, spec: dict[str, object]) -> "SecurityOpts":
+    def from_spec(cls, spec: dict[str, object]) -> SecurityOpts:
         add = spec.get("cap_add") or []
         drop = spec.get("cap_drop") or []
         assert isinstance(add, list) and isinstance(drop, list)

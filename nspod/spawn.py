@@ -16,14 +16,13 @@ it, and every import is paid on each join.
 
 from __future__ import annotations
 
+import _signal as signal  # not `signal`: it imports enum, ~8 ms
+import _socket
 import errno
 import os
 import select
-import _signal as signal  # not `signal`: it imports enum, ~8 ms
 import struct
 import time
-
-import _socket
 
 from nspod import syscalls as sc
 from nspod.errors import NOT_EXECUTABLE, NOT_FOUND, ExecFailed, NspodError, os_reason

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import NSPOD, PodEnv, live_pids
 
 pytestmark = pytest.mark.root

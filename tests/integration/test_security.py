@@ -9,7 +9,6 @@ import pwd
 from pathlib import Path
 
 import pytest
-
 from conftest import PodEnv
 
 pytestmark = pytest.mark.root
