@@ -17,9 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nspod import spawn
+from nspod import etcfiles, spawn
 from nspod import syscalls as sc
-from nspod.errors import NoSuchPod, NotRoot, NspodError, PodExists, PodNotRunning, os_reason
+from nspod.errors import (
+    NoSuchPod,
+    NotRoot,
+    NspodError,
+    PodExists,
+    PodNotRunning,
+    UsageError,
+    os_reason,
+)
 from nspod.store import NS_KINDS, PodRecord, ProcId, Store, check_name, proc_start
 
 
@@ -28,11 +36,18 @@ def require_root(what: str) -> None:
         raise NotRoot(f"{what}: must be run as root (try sudo)")
 
 
+NET_MODES = ("bridge", "none", "host")
+
+
 @dataclass(frozen=True)
 class CreateSpec:
     name: str | None = None
     hostname: str | None = None
-    net: str = "none"
+    net: str = "bridge"  # bridge | none | host
+    ip: str | None = None  # --ip: this address rather than the next free one
+    ports: tuple[Any, ...] = ()  # portmap.Publish
+    dns: tuple[str, ...] = ()
+    add_hosts: tuple[tuple[str, str], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -44,7 +59,7 @@ def checkpoint(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-CREATE_STEPS = ("dir", "pause", "namespaces", "record")
+CREATE_STEPS = ("dir", "address", "ports", "pause", "namespaces", "veth", "files", "record")
 
 
 def generate_name(store: Store) -> str:
@@ -59,6 +74,7 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
     hostname = spec.hostname if spec.hostname is not None else name
     if hostname is not None:
         check_name(hostname, "hostname")
+    check_net(spec)
     require_root("create")
     store.ensure()
     if name is None:
@@ -73,6 +89,9 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
             raise PodExists(f'pod "{name}" already exists') from None
         undo.callback(shutil.rmtree, pdir, ignore_errors=True)
         checkpoint("dir")
+        netrec: dict[str, Any] = {}
+        if spec.net == "bridge":
+            netrec = _claim_network(store, name, spec, undo)
         for sub in ("ns", "exits", "root"):
             (pdir / sub).mkdir(mode=0o755)
         (pdir / "root").chmod(0o555)
@@ -94,6 +113,12 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
         undo.callback(release_namespaces, pdir)
         pin_namespaces(pid, pdir / "ns", net=spec.net != "host")
         checkpoint("namespaces")
+        if spec.net == "bridge":
+            netrec.update(_wire(store, name, netrec, pdir / "ns" / "net", undo))
+        etcfiles.write_files(pdir / "etc", etcfiles.EtcSpec(
+            name=name, hostname=hostname, net=spec.net, ip=netrec.get("ip"),
+            dns=spec.dns, add_hosts=spec.add_hosts))
+        checkpoint("files")
         rec = PodRecord(
             name=name,
             hostname=hostname,
@@ -102,11 +127,103 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
             pid=pid,
             pid_start=start,
             spec={"net": spec.net, **spec.extra},
+            net=netrec,
         )
         store.save(rec)
         checkpoint("record")
         undo.pop_all()
     return rec
+
+
+def check_net(spec: CreateSpec) -> None:
+    if spec.net not in NET_MODES:
+        raise UsageError(f"create: --net {spec.net!r}: use one of {', '.join(NET_MODES)}")
+    if spec.net != "bridge":
+        for opt, given in (("--ip", spec.ip), ("-p", spec.ports)):
+            if given:
+                raise UsageError(f"create: {opt} needs --net bridge (not --net {spec.net})")
+
+
+def _quietly(fn: Callable[..., Any], *args: Any) -> Callable[[], None]:
+    """An undo step that never hides the error being rolled back."""
+
+    def run() -> None:
+        with contextlib.suppress(NspodError, OSError):
+            fn(*args)
+
+    return run
+
+
+def _claim_network(store: Store, name: str, spec: CreateSpec,
+                   undo: contextlib.ExitStack) -> dict[str, Any]:
+    """Address and host ports of a bridge pod, each with its undo."""
+    from nspod import ipam, net, portmap
+
+    subnet = ipam.subnet_from_env()
+    bridge = net.bridge_from_env()
+    ip = ipam.allocate(store, subnet, name, spec.ip)
+    undo.callback(_quietly(ipam.release, store, ip, name))
+    checkpoint("address")
+    table = portmap.table_from_env()
+    ports = list(spec.ports)
+    if ports:
+        portmap.publish(store, portmap.PortSpec(table=table, bridge=bridge, subnet=str(subnet.net),
+                                                pod=name, ip=ip, ports=tuple(ports)))
+        undo.callback(_quietly(portmap.unpublish, store, table, name, ports))
+        checkpoint("ports")
+    return {"ip": ip, "gateway": str(subnet.gateway), "prefixlen": subnet.prefixlen,
+            "bridge": bridge, "table": table, "ports": [p.to_dict() for p in ports]}
+
+
+def _wire(store: Store, name: str, netrec: dict[str, Any], netns: Path,
+          undo: contextlib.ExitStack) -> dict[str, Any]:
+    from nspod import net
+
+    veth = net.veth_name(store.root, name, netrec["bridge"])
+    info = net.setup_pod(net.PodNet(bridge=netrec["bridge"], gateway=netrec["gateway"],
+                                    prefixlen=netrec["prefixlen"], ip=netrec["ip"], veth=veth,
+                                    netns=netns))
+    undo.callback(_quietly(net.delete_link, veth))
+    if netrec["ports"]:
+        # The host's 127.0.0.1 reaches published ports through this bridge only
+        # (ip-sysctl.rst: route_localnet); the table's guard chain, made with the
+        # first published port, drops 127.0.0.0/8 arriving on other interfaces.
+        net.set_bridge_sysctl(netrec["bridge"], "route_localnet", "1")
+        net.set_hairpin(veth)
+    checkpoint("veth")
+    return {"mac": info["mac"], "veth": veth}
+
+
+def release_network(store: Store, name: str, netrec: dict[str, Any]) -> None:
+    """Removes a pod's rules, veth and address (in that order). Idempotent.
+
+    The bridge and the table stay: other pods may use them, and both are
+    cheap to keep; they go with `ip link del` / `nft delete table` by hand.
+    """
+    if not netrec:
+        return
+    from nspod import ipam, net, portmap
+
+    ports = [portmap.Publish.from_dict(d) for d in netrec.get("ports", [])]
+    if ports:
+        portmap.unpublish(store, netrec.get("table") or portmap.table_from_env(), name, ports)
+    if netrec.get("veth"):
+        net.delete_link(netrec["veth"])
+    if netrec.get("ip"):
+        ipam.release(store, netrec["ip"], name)
+
+
+def release_network_of(store: Store, name: str) -> None:
+    """gc: frees what a pod with no usable record may still hold (a killed create).
+
+    Finds its address and port records by the pod name they contain, its
+    rules by their comment, and its veth by the name derived from the pod.
+    """
+    from nspod import ipam, net, portmap
+
+    portmap.release_for_pod(store, portmap.table_from_env(), name)
+    net.delete_link(net.veth_name(store.root, name, net.bridge_from_env()))
+    ipam.release_for_pod(store, name)
 
 
 def _kill_pause(pid: int) -> None:
@@ -232,12 +349,14 @@ def join(store: Store, spec: JoinSpec) -> int:
         raise PodNotRunning(f'join pod "{rec.name}": pod is not running')
     records = os.open(pdir / "exits", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     ns = {k: str(pdir / "ns" / k) for k in NS_KINDS if (pdir / "ns" / k).exists()}
+    etc = pdir / "etc"
     try:
         spawn.enter_pod(ns)
     except OSError as e:
         raise PodNotRunning(f'join pod "{rec.name}": {os_reason(e)}') from e
     member = spawn.start_member(
-        spawn.MemberSpec(argv=spec.argv, env=member_env(spec.env, rec.hostname), cwd=spec.cwd, ns=ns),
+        spawn.MemberSpec(argv=spec.argv, env=member_env(spec.env, rec.hostname), cwd=spec.cwd, ns=ns,
+                         prepare=lambda: etcfiles.bind_into(etc, "/")),
         records,
     )
     status = spawn.wait_member(member, records, lambda: not _readable(pause_fd))
@@ -346,6 +465,7 @@ def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> N
         if not (pdir / "pod.json").exists():
             raise NoSuchPod(f'pod "{name}": no such pod')
         release_namespaces(pdir)
+        release_network(store, name, store.load(name).net)
         _remove_tree(pdir)
 
 
