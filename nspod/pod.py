@@ -355,8 +355,14 @@ def join(store: Store, spec: JoinSpec) -> int:
     except OSError as e:
         raise PodNotRunning(f'join pod "{rec.name}": {os_reason(e)}') from e
     member = spawn.start_member(
-        spawn.MemberSpec(argv=spec.argv, env=member_env(spec.env, rec.hostname), cwd=spec.cwd, ns=ns,
-                         prepare=lambda: etcfiles.bind_into(etc, "/")),
+        spawn.MemberSpec(
+            argv=spec.argv,
+            env=member_env(spec.env, rec.hostname),
+            cwd=spec.cwd,
+            ns=ns,
+            # the pod's /etc/hosts, hostname, resolv.conf over the host's, privately
+            prepare=lambda: etcfiles.bind_into(etc, "/"),
+        ),
         records,
     )
     status = spawn.wait_member(member, records, lambda: not _readable(pause_fd))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, PodEnv, nft_elements
+from conftest import NSPOD, REPO, PodEnv, nft_elements
 
 pytestmark = pytest.mark.root
 
@@ -58,8 +58,8 @@ class Server:
         self.env, self.pod, self.port, self.bind = env, pod, port, bind
 
     def wait_ready(self) -> None:
-        probe = (f"import socket; socket.create_connection(('{self.bind if self.bind != '0.0.0.0' else '127.0.0.1'}',"
-                 f" {self.port}), 1)")
+        host = "127.0.0.1" if self.bind == "0.0.0.0" else self.bind
+        probe = f"import socket; socket.create_connection(('{host}', {self.port}), 1)"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.env.run("join", self.pod, "--", "python3", "-c", probe).returncode == 0:
@@ -128,7 +128,8 @@ def test_pod_gets_an_address_eth0_lo_and_default_route(pod_env: PodEnv) -> None:
     assert eth0 == [(info["ip"], net.prefixlen)]
     assert by_name["eth0"]["address"] == info["mac"]
     routes = json.loads(pod_env.run("join", name, "--", "ip", "-j", "route", check=True).stdout)
-    assert {"dst": "default", "gateway": info["gateway"], "dev": "eth0"}.items() <= routes[0].items()
+    default = {"dst": "default", "gateway": info["gateway"], "dev": "eth0"}
+    assert default.items() <= routes[0].items()
     # the host end is on the test's bridge, which holds the gateway address
     assert host_links(pod_env.bridge) == [info["veth"]]
     assert len(info["veth"]) <= 15
@@ -288,7 +289,8 @@ def test_malformed_publish_is_a_usage_error(pod_env: PodEnv, arg: str, why: str)
 
 def test_publish_needs_bridge_network(pod_env: PodEnv) -> None:
     r = pod_env.run("create", "web", "--net", "host", "-p", f"{free_port()}:80")
-    assert r.returncode == 2 and r.stderr == "nspod: create: -p needs --net bridge (not --net host)\n"
+    assert r.returncode == 2
+    assert r.stderr == "nspod: create: -p needs --net bridge (not --net host)\n"
 
 
 def test_localnet_is_scoped_to_the_bridge(pod_env: PodEnv) -> None:
@@ -342,7 +344,7 @@ def test_failed_create_leaves_nothing(pod_env: PodEnv, step: str) -> None:
 
     assert step in CREATE_STEPS
     env = {**pod_env.env, "NSPOD_FAIL_AT": step}
-    r = subprocess.run([str(REPO / ".venv" / "bin" / "nspod"), "create", "web", "-p",
+    r = subprocess.run([str(NSPOD), "create", "web", "-p",
                         f"{free_port()}:80"], env=env, capture_output=True, text=True)
     assert r.returncode == 125 and r.stderr == f"nspod: injected failure at {step}\n"
     assert_nothing_of(pod_env, "web")
@@ -417,7 +419,7 @@ def test_net_host_shares_the_hosts_network(pod_env: PodEnv) -> None:
 def test_demo_runs_end_to_end(pod_env: PodEnv) -> None:
     """tools/demo: nginx and an app joined to one pod, published on a host port."""
     r = subprocess.run([str(REPO / "tools" / "demo")], env={**pod_env.env,
-                       "NSPOD": str(REPO / ".venv" / "bin" / "nspod")},
+                       "NSPOD": str(NSPOD)},
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "demo: curl answered: hello from the app behind nginx" in r.stdout
