@@ -56,6 +56,28 @@ def _signal(value: str) -> int:
     from nspod.member import parse_signal
 
     return parse_signal(value)
+def _publish(value: str) -> object:
+    from nspod.portmap import parse_publish
+
+    return parse_publish(value)
+
+
+def _ip(value: str) -> str:
+    from nspod.ipam import parse_ip
+
+    return parse_ip(value)
+
+
+def _dns(value: str) -> str:
+    from nspod.etcfiles import parse_dns
+
+    return parse_dns(value)
+
+
+def _add_host(value: str) -> tuple[str, str]:
+    from nspod.etcfiles import parse_add_host
+
+    return parse_add_host(value)
 
 
 def _seconds(value: str) -> float:
@@ -120,9 +142,21 @@ VERBS = {
                     convert=_pids),
                 Opt(("--cpus",), "cpus", "CPU time the pod may use, in CPUs (e.g. 0.5)", "X",
                     convert=_cpus),
+                Opt(("--net",), "net", "bridge (default): own address on the bridge; none: only lo;"
+                    " host: the host's network", "MODE", default="bridge"),
+                Opt(("--ip",), "ip", "the pod's address (default: the next free one)", "ADDR",
+                    convert=_ip),
+                Opt(("-p", "--publish"), "publish", "publish a port of the pod on the host",
+                    "[HOST_IP:]HOST_PORT:POD_PORT[/tcp|/udp]", True, convert=_publish),
+                Opt(("--dns",), "dns", "nameserver for the pod's /etc/resolv.conf", "IP", True,
+                    convert=_dns),
+                Opt(("--add-host",), "add_host", "a line NAME -> IP in the pod's /etc/hosts",
+                    "NAME:IP", True, convert=_add_host),
                 *SECURITY_OPTS,
             ),
             details="Prints the pod's name (one is generated when none is given).\n"
+            "Environment: NSPOD_BRIDGE (nspod0), NSPOD_SUBNET (10.88.0.0/16),\n"
+            "NSPOD_NFT_TABLE (nspod).\n"
             "--cap-add, --cap-drop and --privileged are defaults for every join.\n"
             + SECURITY_HELP + "\n" + EXIT_CODES,
         ),
@@ -250,6 +284,11 @@ def cmd_create(a: Parsed, root: str | None) -> int:
     spec = pod.CreateSpec(
         name=a.name,
         hostname=a.hostname,
+        net=a.net,
+        ip=a.ip,
+        ports=tuple(a.publish),
+        dns=tuple(a.dns),
+        add_hosts=tuple(a.add_host),
         limits=Limits(memory=a.memory, pids=a.pids, cpus=a.cpus),
         security=_security(a),
     )

@@ -218,9 +218,10 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
     host's mounts), then the filesystem, then /proc masks, user and
     capabilities last, since they take away the rights the steps before need.
     """
-    from nspod import cgroups, security
+    from nspod import cgroups, etcfiles, security
 
     pod_spec = pod.rec.get("spec", {})
+    etc = pod.path("etc")
     policy = security.resolve(security.SecurityOpts.from_spec(pod_spec),
                               spec.security or security.SecurityOpts(), spec.user)
     cgroup_fds = cgroups.open_procs(pod_spec.get("cgroups", []))
@@ -228,6 +229,8 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
 
     def prepare() -> dict[str, str]:
         cgroups.enter(cgroup_fds)
+        # the pod's /etc/hosts, hostname, resolv.conf over the host's, privately
+        etcfiles.bind_into(etc, "/")
         env = security.apply_security(policy, "/")
         return {k: v for k, v in env.items() if k not in explicit}  # -e wins
 

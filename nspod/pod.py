@@ -17,9 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nspod import cgroups, spawn
+from nspod import cgroups, etcfiles, spawn
 from nspod import syscalls as sc
-from nspod.errors import NoSuchPod, NotRoot, NspodError, PodExists, PodNotRunning, os_reason
+from nspod.errors import (
+    NoSuchPod,
+    NotRoot,
+    NspodError,
+    PodExists,
+    PodNotRunning,
+    UsageError,
+    os_reason,
+)
 from nspod.security import SecurityOpts
 from nspod.store import NS_KINDS, PodRecord, ProcId, Store, check_name, proc_start
 
@@ -29,11 +37,18 @@ def require_root(what: str) -> None:
         raise NotRoot(f"{what}: must be run as root (try sudo)")
 
 
+NET_MODES = ("bridge", "none", "host")
+
+
 @dataclass(frozen=True)
 class CreateSpec:
     name: str | None = None
     hostname: str | None = None
-    net: str = "none"
+    net: str = "bridge"  # bridge | none | host
+    ip: str | None = None  # --ip: this address rather than the next free one
+    ports: tuple[Any, ...] = ()  # portmap.Publish
+    dns: tuple[str, ...] = ()
+    add_hosts: tuple[tuple[str, str], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     limits: cgroups.Limits = field(default_factory=cgroups.Limits)
     security: SecurityOpts = field(default_factory=SecurityOpts)  # defaults of every join
@@ -47,7 +62,9 @@ def checkpoint(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-CREATE_STEPS = ("dir", "cgroup", "pause", "namespaces", "record")  # in order
+CREATE_STEPS = (  # in order
+    "dir", "address", "ports", "cgroup", "pause", "namespaces", "veth", "files", "record",
+)
 
 
 def generate_name(store: Store) -> str:
@@ -62,6 +79,7 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
     hostname = spec.hostname if spec.hostname is not None else name
     if hostname is not None:
         check_name(hostname, "hostname")
+    check_net(spec)
     require_root("create")
     store.ensure()
     gc_light(store)
@@ -87,9 +105,12 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
             hostname=hostname,
             created=time.time(),
             state="running",
-            spec={"net": spec.net, **spec.extra, **spec.limits.to_spec(),
-                  **spec.security.to_spec()},
+            spec={"net": spec.net, "ip": spec.ip, "ports": [p.to_dict() for p in spec.ports],
+                  "dns": list(spec.dns), "add_hosts": [list(h) for h in spec.add_hosts],
+                  **spec.extra, **spec.limits.to_spec(), **spec.security.to_spec()},
         )
+        if spec.net == "bridge":
+            rec.net = _claim_network(store, rec, undo)
         _launch(store, rec, undo)
         store.save(rec)
         checkpoint("record")
@@ -130,9 +151,118 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
     undo.callback(release_namespaces, pdir)
     pin_namespaces(pid, pdir / "ns", net=net != "host")
     checkpoint("namespaces")
+    if net == "bridge":
+        rec.net.update(_wire(store, rec.name, rec.net, pdir / "ns" / "net", undo))
+    etcfiles.write_files(pdir / "etc", etcfiles.EtcSpec(
+        name=rec.name, hostname=rec.hostname, net=net, ip=rec.net.get("ip"),
+        dns=tuple(rec.spec.get("dns", ())),
+        add_hosts=tuple(tuple(h) for h in rec.spec.get("add_hosts", ()))))  # type: ignore[misc]
+    checkpoint("files")
     rec.pid, rec.pid_start = pid, start
     rec.state = "running"
     rec.finished = None
+
+
+def check_net(spec: CreateSpec) -> None:
+    if spec.net not in NET_MODES:
+        raise UsageError(f"create: --net {spec.net!r}: use one of {', '.join(NET_MODES)}")
+    if spec.net != "bridge":
+        for opt, given in (("--ip", spec.ip), ("-p", spec.ports)):
+            if given:
+                raise UsageError(f"create: {opt} needs --net bridge (not --net {spec.net})")
+
+
+def _quietly(fn: Callable[..., Any], *args: Any) -> Callable[[], None]:
+    """An undo step that never hides the error being rolled back."""
+
+    def run() -> None:
+        with contextlib.suppress(NspodError, OSError):
+            fn(*args)
+
+    return run
+
+
+def _claim_network(store: Store, rec: PodRecord, undo: contextlib.ExitStack,
+                   prefer: str | None = None) -> dict[str, Any]:
+    """Address and host ports of a bridge pod, each with its undo.
+
+    prefer: the address the pod had before (start after a crash), if still free.
+    """
+    from nspod import ipam, net, portmap
+
+    name = rec.name
+    subnet = ipam.subnet_from_env()
+    bridge = net.bridge_from_env()
+    wanted = rec.spec.get("ip")
+    if wanted is None and prefer is not None:
+        try:
+            ip = ipam.allocate(store, subnet, name, prefer)
+        except NspodError:
+            ip = ipam.allocate(store, subnet, name, None)
+    else:
+        ip = ipam.allocate(store, subnet, name, wanted)
+    undo.callback(_quietly(ipam.release, store, ip, name))
+    checkpoint("address")
+    table = portmap.table_from_env()
+    ports = [portmap.Publish.from_dict(d) for d in rec.spec.get("ports", [])]
+    if ports:
+        portmap.publish(store, portmap.PortSpec(table=table, bridge=bridge, subnet=str(subnet.net),
+                                                pod=name, ip=ip, ports=tuple(ports)))
+        undo.callback(_quietly(portmap.unpublish, store, table, name, ports))
+        checkpoint("ports")
+    return {"ip": ip, "gateway": str(subnet.gateway), "prefixlen": subnet.prefixlen,
+            "bridge": bridge, "table": table, "ports": [p.to_dict() for p in ports]}
+
+
+def _wire(store: Store, name: str, netrec: dict[str, Any], netns: Path,
+          undo: contextlib.ExitStack) -> dict[str, Any]:
+    from nspod import net
+
+    veth = net.veth_name(store.root, name, netrec["bridge"])
+    info = net.setup_pod(net.PodNet(bridge=netrec["bridge"], gateway=netrec["gateway"],
+                                    prefixlen=netrec["prefixlen"], ip=netrec["ip"], veth=veth,
+                                    netns=netns))
+    undo.callback(_quietly(net.delete_link, veth))
+    if netrec["ports"]:
+        # The host's 127.0.0.1 reaches published ports through this bridge only
+        # (ip-sysctl.rst: route_localnet); the table's guard chain, made with the
+        # first published port, drops 127.0.0.0/8 arriving on other interfaces.
+        net.set_bridge_sysctl(netrec["bridge"], "route_localnet", "1")
+        net.set_hairpin(veth)
+    checkpoint("veth")
+    return {"mac": info["mac"], "veth": veth}
+
+
+def release_network(store: Store, name: str, netrec: dict[str, Any]) -> None:
+    """Removes a pod's rules, veth and address (in that order). Idempotent.
+
+    The bridge and the table stay: other pods may use them, and both are
+    cheap to keep; they go with `ip link del` / `nft delete table` by hand.
+    """
+    if not netrec:
+        return
+    from nspod import ipam, net, portmap
+
+    ports = [portmap.Publish.from_dict(d) for d in netrec.get("ports", [])]
+    if ports:
+        portmap.unpublish(store, netrec.get("table") or portmap.table_from_env(), name, ports)
+    if netrec.get("veth"):
+        net.delete_link(netrec["veth"])
+    if netrec.get("ip"):
+        ipam.release(store, netrec["ip"], name)
+
+
+def release_network_of(store: Store, name: str) -> None:
+    """gc: frees what a pod with no usable record may still hold (a killed create).
+
+    Finds its address and port records by the pod name they contain, its
+    rules by their comment, and its veth by the name derived from the pod.
+    """
+    from nspod import ipam, net, portmap
+
+    portmap.release_for_pod(store, portmap.table_from_env(), name)
+    net.delete_link(net.veth_name(store.root, name, net.bridge_from_env()))
+    ipam.release_for_pod(store, name)
 
 
 def _protect_from_oom(pid: int) -> None:
@@ -184,6 +314,10 @@ def refresh(store: Store, rec: PodRecord) -> PodRecord:
             release_namespaces(store.pod_dir(rec.name))
             with contextlib.suppress(NspodError):
                 cgroups.remove(_cgroups(store, rec), timeout=0.5)
+            # its address and ports go back too; start claims them again
+            with contextlib.suppress(NspodError, OSError):
+                release_network(store, rec.name, rec.net)
+            rec.net = {"released_ip": rec.net["ip"]} if rec.net.get("ip") else {}
             rec.state = "exited"
             rec.finished = time.time()
             store.save(rec)
@@ -308,6 +442,12 @@ def stop_pod(store: Store, name: str, timeout: float, state: str = "stopped") ->
                 signal.pidfd_send_signal(pause_fd, signal.SIGKILL)
                 _wait_fds([pause_fd], time.monotonic() + 10)
         release_namespaces(pdir)
+        # The veth goes with the netns, but only once the kernel gets to it: delete
+        # it now, so start can make it again under the same name at once.
+        if rec.net.get("veth"):
+            from nspod import net
+
+            net.delete_link(rec.net["veth"])
         if rec.state == "running":
             rec.state = state
             rec.finished = time.time()
@@ -327,8 +467,10 @@ def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> N
         if not (pdir / "pod.json").exists():
             raise NoSuchPod(f'pod "{name}": no such pod')
         _release_all(store, pdir)
+        rec = store.load(name)
+        release_network(store, name, rec.net)
         # before the state: a cgroup still busy leaves the pod for another rm to retry
-        cgroups.remove(_cgroups(store, store.load(name)))
+        cgroups.remove(_cgroups(store, rec))
         _remove_tree(pdir)
 
 
@@ -372,6 +514,8 @@ def start_pod(store: Store, name: str) -> PodRecord:
         pdir = store.pod_dir(name)
         release_namespaces(pdir)
         with contextlib.ExitStack() as undo:
+            if rec.spec.get("net", "bridge") == "bridge" and not rec.net.get("ip"):
+                rec.net = _claim_network(store, rec, undo, prefer=rec.net.get("released_ip"))
             _launch(store, rec, undo)
             store.save(rec)
             undo.pop_all()
@@ -427,6 +571,10 @@ def gc(store: Store) -> list[str]:
             for pid in _pauses_of(pdir):
                 spawn.kill_and_forget(pid)
             _release_all(store, pdir)
+            with contextlib.suppress(NspodError, OSError):
+                if rec is not None:
+                    release_network(store, name, rec.net)
+                release_network_of(store, name)
             dirs = (_cgroups(store, rec) if rec is not None
                     else cgroups.pod_dirs(cgroups.detect(), store.root, name))
             with contextlib.suppress(NspodError):

@@ -159,6 +159,20 @@ def cgroup_leaks(root: Path) -> list[str]:
     return [f"cgroup left: {d}" for d in leaks]
 
 
+def nft_elements(table: str) -> list[str]:
+    """Elements (published ports) in the maps of nftables table ip TABLE, if it exists."""
+    proc = subprocess.run(["nft", "-j", "list", "table", "ip", table],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return []
+    out = []
+    for obj in json.loads(proc.stdout).get("nftables", []):
+        m = obj.get("map") or obj.get("set")
+        if m:
+            out += [json.dumps(el) for el in m.get("elem", [])]
+    return out
+
+
 def teardown_env(e: PodEnv) -> list[str]:
     """Removes everything the test made; returns what had to be removed by force."""
     problems = []
@@ -187,6 +201,12 @@ def teardown_env(e: PodEnv) -> list[str]:
                            capture_output=True, text=True).stdout
     if links.strip():
         problems.append(f"veths left on {e.bridge}: {links.strip()}")
+    elements = nft_elements(e.table)
+    if elements:
+        problems.append(f"nft map elements left in {e.table}: {elements}")
+    ports = e.root / "ports"
+    if ports.exists() and any(p.suffix != ".lock" for p in ports.iterdir()):
+        problems.append(f"port records left: {sorted(p.name for p in ports.iterdir())}")
     # the bridge and table are the test's own: remove them whatever happened
     subprocess.run(["ip", "link", "del", e.bridge], capture_output=True, check=False)
     for family in ("ip", "inet"):

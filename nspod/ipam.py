@@ -1,0 +1,166 @@
+"""Pod addresses: one record file per allocated address, under a lock.
+
+    ROOT/ipam/10.88.0.5     contains the name of the pod holding 10.88.0.5
+    ROOT/ipam.hint          offset of the address to try next (a hint only)
+
+An allocation tries the hint first and scans on only when that address is
+taken, so its cost does not grow with the number of pods in the common case.
+Records are created with O_EXCL, so even without the lock no address can go
+to two pods; the lock keeps the hint consistent between concurrent creates.
+"""
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nspod.errors import NspodError, UsageError
+from nspod.store import Store
+
+DEFAULT_SUBNET = "10.88.0.0/16"
+
+
+class AddressUnavailable(NspodError):
+    pass
+
+
+@dataclass(frozen=True)
+class Subnet:
+    """The pod subnet: network, gateway (its first host address), pod addresses after it."""
+
+    net: ipaddress.IPv4Network
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return self.net.network_address + 1
+
+    @property
+    def prefixlen(self) -> int:
+        return self.net.prefixlen
+
+    @property
+    def first(self) -> int:
+        """The first address a pod may get, as an int (the one after the gateway)."""
+        return int(self.net.network_address) + 2
+
+    @property
+    def size(self) -> int:
+        """How many addresses pods may get (network, gateway, broadcast excluded)."""
+        return self.net.num_addresses - 3
+
+    def contains(self, addr: ipaddress.IPv4Address) -> bool:
+        return self.first <= int(addr) < self.first + self.size
+
+
+def subnet_from_env() -> Subnet:
+    raw = os.environ.get("NSPOD_SUBNET") or DEFAULT_SUBNET
+    try:
+        net = ipaddress.IPv4Network(raw, strict=True)
+    except ValueError as e:
+        raise UsageError(f"NSPOD_SUBNET {raw!r}: {e}") from None
+    if net.prefixlen > 29:
+        raise UsageError(f"NSPOD_SUBNET {raw!r}: too small (at most /29)")
+    return Subnet(net)
+
+
+def parse_ip(raw: str) -> str:
+    """The canonical form of an IPv4 address given by the user (ValueError when malformed)."""
+    try:
+        return str(ipaddress.IPv4Address(raw))
+    except ValueError:
+        raise ValueError(f"{raw!r} is not an IPv4 address") from None
+
+
+def _dir(store: Store) -> Path:
+    return store.root / "ipam"
+
+
+def _claim(path: Path, pod: str) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, pod.encode() + b"\n")
+    finally:
+        os.close(fd)
+    return True
+
+
+def allocate(store: Store, subnet: Subnet, pod: str, want: str | None = None) -> str:
+    """Records an address for pod and returns it: want, or the next free one.
+
+    Raises AddressUnavailable (125) when want is taken or outside the subnet,
+    or when the subnet is full.
+    """
+    d = _dir(store)
+    with store.global_lock("ipam"):
+        d.mkdir(mode=0o755, exist_ok=True)
+        if want is not None:
+            addr = ipaddress.IPv4Address(want)
+            if not subnet.contains(addr):
+                raise AddressUnavailable(
+                    f"address {want}: outside the pod addresses of {subnet.net} "
+                    f"({subnet.net.network_address + 2} to {subnet.net.broadcast_address - 1})"
+                )
+            if not _claim(d / want, pod):
+                holder = _holder(d / want)
+                raise AddressUnavailable(f"address {want}: already used by pod {holder!r}")
+            return want
+        hint = store.root / "ipam.hint"
+        start = _read_hint(hint, subnet.size)
+        for i in range(subnet.size):
+            off = (start + i) % subnet.size
+            addr = str(ipaddress.IPv4Address(subnet.first + off))
+            if _claim(d / addr, pod):
+                hint.write_text(f"{(off + 1) % subnet.size}\n")
+                return addr
+    raise AddressUnavailable(f"allocate an address in {subnet.net}: no address left")
+
+
+def _read_hint(path: Path, size: int) -> int:
+    try:
+        return int(path.read_text()) % size
+    except (OSError, ValueError):
+        return 0
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return "?"
+
+
+def release(store: Store, addr: str, pod: str) -> None:
+    """Frees addr if pod holds it. Idempotent."""
+    path = _dir(store) / addr
+    with store.global_lock("ipam"):
+        if _holder(path) == pod:
+            path.unlink(missing_ok=True)
+
+
+def release_for_pod(store: Store, pod: str) -> list[str]:
+    """Frees every address recorded for pod (gc: the pod record may be gone). Returns them."""
+    d = _dir(store)
+    freed = []
+    with store.global_lock("ipam"):
+        try:
+            entries = list(os.scandir(d))
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_file():
+                continue
+            if _holder(Path(entry.path)) == pod:
+                os.unlink(entry.path)
+                freed.append(entry.name)
+    return freed
+
+
+def holders(store: Store) -> dict[str, str]:
+    """Every recorded address and the pod holding it."""
+    try:
+        return {p.name: _holder(p) for p in _dir(store).iterdir() if not p.name.startswith(".")}
+    except FileNotFoundError:
+        return {}

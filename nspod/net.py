@@ -1,0 +1,390 @@
+"""Pod links: the bridge, a veth pair per pod, the pod's address and default route.
+
+Messages are built and parsed with pyroute2's rtnetlink message classes
+(its wire layer) and sent over plain AF_NETLINK sockets. pyroute2's IPRoute
+is not used: importing it costs 200-290 ms here (the package __init__ imports
+everything and its sync API starts asyncio threads), and IPRoute(netns=...)
+forks a helper per namespace. The message classes alone cost ~35 ms.
+
+One create uses two sockets and no fork: one in the host's network namespace
+(bridge, veth with its peer made directly in the pod's namespace through
+IFLA_NET_NS_FD) and one opened while this process is briefly setns'd into the
+pod's namespace (address, route). setns(CLONE_NEWNET) is allowed in any
+process, threads or not (setns(2) restricts only mnt and user namespaces),
+and a netlink socket stays in the namespace it was created in.
+
+Removing a link needs no pyroute2: delete_link sends RTM_DELLINK by hand.
+"""
+
+import contextlib
+import errno
+import hashlib
+import importlib.util
+import os
+import socket
+import struct
+import sys
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nspod import syscalls as sc
+from nspod.errors import NspodError, os_reason
+
+DEFAULT_BRIDGE = "nspod0"
+IFNAMSIZ = 16
+
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+RTM_GETLINK = 18
+RTM_NEWADDR = 20
+RTM_NEWROUTE = 24
+IFF_UP = 0x1
+IFLA_IFNAME = 3
+RT_TABLE_MAIN = 254
+RTPROT_BOOT = 3
+RT_SCOPE_UNIVERSE = 0
+RTN_UNICAST = 1
+NLHDR = struct.Struct("=IHHII")
+IFINFO = struct.Struct("=BxHiII")
+
+
+class NetError(NspodError):
+    pass
+
+
+def bridge_from_env() -> str:
+    name = os.environ.get("NSPOD_BRIDGE") or DEFAULT_BRIDGE
+    if len(name.encode()) >= IFNAMSIZ or "/" in name or not name.strip():
+        raise NetError(f"NSPOD_BRIDGE {name!r}: not a valid interface name (at most 15 bytes)")
+    return name
+
+
+def veth_name(root: Path, pod: str, bridge: str) -> str:
+    """The host end of a pod's veth: 15 bytes, derived from root, pod and bridge.
+
+    It starts with the bridge's first two letters, so the links of a bridge
+    (nspod0 -> "nsv...", a test's "ntb..." -> "ntv...") are easy to tell apart,
+    and gc can compute it from the pod's name alone.
+    """
+    digest = hashlib.sha256(f"{root}\0{pod}".encode()).hexdigest()
+    return f"{bridge[:2]}v{digest[:12]}"
+
+
+# -- raw rtnetlink -------------------------------------------------------------
+
+
+def _msg_classes() -> tuple[Any, Any, Any]:
+    """pyroute2's ifinfmsg, ifaddrmsg, rtmsg, without running pyroute2/__init__.
+
+    The package __init__ imports IPRoute, NDB, asyncio and more (~250 ms); the
+    message modules need none of it. When pyroute2 is already imported, use it.
+    """
+    if "pyroute2" not in sys.modules:
+        spec = importlib.util.find_spec("pyroute2")
+        if spec is None or not spec.submodule_search_locations:
+            raise NetError("pyroute2 is not installed (run make setup)")
+        pkg = types.ModuleType("pyroute2")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        pkg.__spec__ = spec
+        sys.modules["pyroute2"] = pkg
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    return ifinfmsg, ifaddrmsg, rtmsg
+
+
+class Rtnl:
+    """An rtnetlink socket in the network namespace current when it was opened."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                  socket.NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self.seq = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, msg: Any, mtype: int, flags: int) -> int:
+        self.seq += 1
+        msg["header"]["type"] = mtype
+        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
+        msg["header"]["sequence_number"] = self.seq
+        msg.encode()
+        self.sock.send(msg.data)
+        return self.seq
+
+    def send_raw(self, mtype: int, flags: int, payload: bytes) -> int:
+        self.seq += 1
+        hdr = NLHDR.pack(NLHDR.size + len(payload), mtype, NLM_F_REQUEST | NLM_F_ACK | flags,
+                         self.seq, 0)
+        self.sock.send(hdr + payload)
+        return self.seq
+
+    def wait(self, seq: int, what: str) -> list[bytes]:
+        """Replies to request seq up to its ack; raises OSError(what) on an error ack."""
+        out = []
+        while True:
+            data = self.sock.recv(65536)
+            off = 0
+            while off + NLHDR.size <= len(data):
+                length, mtype, _, rseq, _ = NLHDR.unpack_from(data, off)
+                if length < NLHDR.size:
+                    raise NetError(f"{what}: malformed netlink reply")
+                if rseq == seq:
+                    if mtype == NLMSG_ERROR:
+                        (err,) = struct.unpack_from("=i", data, off + NLHDR.size)
+                        if err:
+                            raise OSError(-err, os.strerror(-err), what)
+                        return out
+                    if mtype == NLMSG_DONE:
+                        return out
+                    out.append(data[off : off + length])
+                off += (length + 3) & ~3
+
+    def call(self, msg: Any, mtype: int, flags: int, what: str) -> list[bytes]:
+        return self.wait(self.send(msg, mtype, flags), what)
+
+
+def _ifinfo_raw(index: int, name: str | None = None) -> bytes:
+    """An ifinfomsg, with IFLA_IFNAME when name is given (for lookups and deletes)."""
+    body = IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+    if name is not None:
+        raw = name.encode() + b"\0"
+        nla = struct.pack("=HH", 4 + len(raw), IFLA_IFNAME) + raw
+        body += nla + b"\0" * (-len(nla) % 4)
+    return body
+
+
+def delete_link(name: str) -> bool:
+    """Deletes link name in the current network namespace; False when there is none.
+
+    Deleting either end of a veth deletes both (veth(4)).
+    """
+    nl = Rtnl()
+    try:
+        nl.wait(nl.send_raw(RTM_DELLINK, 0, _ifinfo_raw(0, name)), f"delete link {name}")
+        return True
+    except OSError as e:
+        if e.errno == errno.ENODEV:
+            return False
+        raise NetError(f"delete link {name}: {os_reason(e)}") from e
+    finally:
+        nl.close()
+
+
+def _link_info(nl: Rtnl, ifinfmsg: Any, name: str) -> tuple[int, str] | None:
+    """(ifindex, mac) of link name, None when it does not exist."""
+    try:
+        replies = nl.wait(nl.send_raw(RTM_GETLINK, 0, _ifinfo_raw(0, name)), f"link {name}")
+    except OSError as e:
+        if e.errno == errno.ENODEV:
+            return None
+        raise
+    msg = ifinfmsg(replies[0])
+    msg.decode()
+    return msg["index"], msg.get_attr("IFLA_ADDRESS") or ""
+
+
+# -- sysctls -------------------------------------------------------------------
+
+
+def set_bridge_sysctl(bridge: str, key: str, value: str) -> None:
+    """Sets net.ipv4.conf.BRIDGE.KEY (a per-interface sysctl, never a host-wide one)."""
+    path = Path("/proc/sys/net/ipv4/conf") / bridge / key
+    try:
+        if path.read_text().strip() != value:
+            path.write_text(value + "\n")
+    except OSError as e:
+        raise NetError(f"sysctl net.ipv4.conf.{bridge}.{key}={value}: {os_reason(e)}") from e
+
+
+def set_hairpin(veth: str) -> None:
+    """Lets the bridge send a frame back out the port it came in on, for veth.
+
+    A pod reaching its own published port: with br_netfilter loaded
+    (bridge-nf-call-iptables=1) the DNATed packet is bridged, not routed, back
+    towards the port it came from, which a bridge refuses unless the port is in
+    hairpin mode (bridge(8): hairpin).
+    """
+    path = Path("/sys/class/net") / veth / "brport" / "hairpin_mode"
+    try:
+        path.write_text("1\n")
+    except OSError as e:
+        raise NetError(f"hairpin mode on {veth}: {os_reason(e)}") from e
+
+
+# -- bridge and pod links -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodNet:
+    """What create wires for one pod."""
+
+    bridge: str
+    gateway: str
+    prefixlen: int
+    ip: str
+    veth: str  # host end
+    netns: Path  # the pod's pinned network namespace
+
+
+def _ensure_bridge(nl: Rtnl, cls: tuple[Any, Any, Any], spec: PodNet) -> int:
+    """The bridge's ifindex; creates it with the gateway address when missing.
+
+    Concurrent creates may race here: EEXIST from either step means another
+    one made it first, which is fine.
+    """
+    ifinfmsg, ifaddrmsg, _ = cls
+    info = _link_info(nl, ifinfmsg, spec.bridge)
+    if info is None:
+        msg = ifinfmsg()
+        msg["family"] = socket.AF_UNSPEC
+        msg["flags"] = msg["change"] = IFF_UP
+        msg["attrs"] = [("IFLA_IFNAME", spec.bridge),
+                        ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})]
+        try:
+            nl.call(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, f"create bridge {spec.bridge}")
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+        info = _link_info(nl, ifinfmsg, spec.bridge)
+        if info is None:
+            raise NetError(f"bridge {spec.bridge}: vanished while being made")
+        addr = ifaddrmsg()
+        addr["family"] = socket.AF_INET
+        addr["prefixlen"] = spec.prefixlen
+        addr["index"] = info[0]
+        addr["attrs"] = [("IFA_LOCAL", spec.gateway), ("IFA_ADDRESS", spec.gateway)]
+        try:
+            nl.call(addr, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
+                    f"address {spec.gateway} on bridge {spec.bridge}")
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+    # Packets arriving on the bridge may be routed: a pod reaching a port the
+    # host publishes is DNATed back out the bridge. Per receiving interface
+    # (ip-sysctl.rst: conf/interface/forwarding), so the host's other
+    # interfaces keep whatever forwarding setting they had.
+    set_bridge_sysctl(spec.bridge, "forwarding", "1")
+    return info[0]
+
+
+@contextlib.contextmanager
+def _in_netns(path: Path) -> Iterator[None]:
+    """Moves this process into the network namespace at path for the block, then back."""
+    home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.setns(target, sc.CLONE_NEWNET, f"enter network namespace {path}")
+        try:
+            yield
+        finally:
+            sc.setns(home, sc.CLONE_NEWNET, "return to the host's network namespace")
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+def setup_pod(spec: PodNet) -> dict[str, Any]:
+    """Wires one pod: bridge (made on first use), veth, eth0 with its address, route.
+
+    Returns what inspect shows. On failure the veth may exist: the caller
+    undoes with delete_link(spec.veth).
+    """
+    cls = _msg_classes()
+    ifinfmsg, ifaddrmsg, rtmsg = cls
+    step = "bridge"
+    host = Rtnl()
+    try:
+        bridge_index = _ensure_bridge(host, cls, spec)
+        step = f"veth {spec.veth}"
+        nsfd = os.open(spec.netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            # One message: the pair, its host end up on the bridge, its peer made
+            # as eth0 directly in the pod's namespace (veth(4), rtnetlink(7)).
+            # The peer cannot be brought up here: veth_open fails with ENOTCONN
+            # until the pair is linked, so the pod side does it below.
+            peer = {"attrs": [("IFLA_IFNAME", "eth0"), ("IFLA_NET_NS_FD", nsfd)]}
+            msg = ifinfmsg()
+            msg["family"] = socket.AF_UNSPEC
+            msg["flags"] = msg["change"] = IFF_UP
+            msg["attrs"] = [
+                ("IFLA_IFNAME", spec.veth),
+                ("IFLA_MASTER", bridge_index),
+                ("IFLA_LINKINFO", {"attrs": [
+                    ("IFLA_INFO_KIND", "veth"),
+                    ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]}),
+                ]}),
+            ]
+            host.call(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, f"create veth {spec.veth}")
+        finally:
+            os.close(nsfd)
+    except OSError as e:
+        raise NetError(f"{step}: {os_reason(e)}") from e
+    finally:
+        host.close()
+    try:
+        return _configure_pod_side(spec, ifinfmsg, ifaddrmsg, rtmsg)
+    except BaseException:
+        with contextlib.suppress(NspodError, OSError):
+            delete_link(spec.veth)
+        raise
+
+
+def _configure_pod_side(spec: PodNet, ifinfmsg: Any, ifaddrmsg: Any, rtmsg: Any) -> dict[str, Any]:
+    """eth0 up with the pod's address, and the default route, inside the pod."""
+    step = "enter the pod's network namespace"
+    try:
+        with _in_netns(spec.netns):
+            pod = Rtnl()
+    except OSError as e:
+        raise NetError(f"{step}: {os_reason(e)}") from e
+    try:
+        step = "eth0 in the pod"
+        info = _link_info(pod, ifinfmsg, "eth0")
+        if info is None:
+            raise NetError("eth0 missing in the pod's network namespace")
+        index, mac = info
+        up = ifinfmsg()
+        up["family"] = socket.AF_UNSPEC
+        up["index"] = index
+        up["flags"] = up["change"] = IFF_UP
+        addr = ifaddrmsg()
+        addr["family"] = socket.AF_INET
+        addr["prefixlen"] = spec.prefixlen
+        addr["index"] = index
+        addr["attrs"] = [("IFA_LOCAL", spec.ip), ("IFA_ADDRESS", spec.ip)]
+        route = rtmsg()
+        route["family"] = socket.AF_INET
+        route["table"] = RT_TABLE_MAIN
+        route["proto"] = RTPROT_BOOT
+        route["scope"] = RT_SCOPE_UNIVERSE
+        route["type"] = RTN_UNICAST
+        route["attrs"] = [("RTA_GATEWAY", spec.gateway), ("RTA_OIF", index)]
+        # Sent back to back, acknowledged in order: one round trip for three.
+        sent = [
+            (pod.send(up, RTM_NEWLINK, 0), "bring up eth0 in the pod"),
+            (pod.send(addr, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL), f"address {spec.ip}"),
+            (pod.send(route, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL),
+             f"default route via {spec.gateway}"),
+        ]
+        for seq, what in sent:
+            step = what
+            pod.wait(seq, what)
+    except OSError as e:
+        raise NetError(f"{step}: {os_reason(e)}") from e
+    finally:
+        pod.close()
+    return {"ip": spec.ip, "gateway": spec.gateway, "prefixlen": spec.prefixlen, "mac": mac,
+            "bridge": spec.bridge, "veth": spec.veth}

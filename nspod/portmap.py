@@ -1,0 +1,326 @@
+"""Published ports: kernel DNAT in one nftables table nspod owns.
+
+    table ip NSPOD_NFT_TABLE (default "nspod")
+      map ports       proto . host port            -> pod ip . pod port
+      map hostports   host ip . proto . host port  -> pod ip . pod port
+      chain guard       drop 127.0.0.0/8 arriving from anything but lo
+      chain prerouting  DNAT through the maps, to local destinations only
+      chain output      the same for the host's own connections (127.0.0.1 too)
+      chain postrouting masquerade DNATed flows from 127.0.0.0/8 or the pods
+
+A pod's ports are map elements (commented "pod NAME"), so publishing and
+removing cost one element each whatever the number of pods, and rm deletes
+exactly that pod's elements by key. nspod never touches another table and
+never flushes the ruleset.
+
+    ROOT/ports/tcp-8080   "POD HOST_IP": the host port is taken by POD
+
+The records make conflict checks O(1) and say which pod holds a port.
+"""
+
+import errno
+import json
+import os
+import re
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nspod.errors import NspodError, os_reason
+from nspod.store import Store
+
+DEFAULT_TABLE = "nspod"
+PROTOS = ("tcp", "udp")
+PUBLISH_RE = re.compile(
+    r"(?:(?P<host_ip>\d{1,3}(?:\.\d{1,3}){3}):)?(?P<host_port>\d+):(?P<pod_port>\d+)"
+    r"(?:/(?P<proto>[a-z]+))?"
+)
+TABLE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
+
+
+class PortUnavailable(NspodError):
+    pass
+
+
+class FirewallError(NspodError):
+    pass
+
+
+@dataclass(frozen=True)
+class Publish:
+    host_port: int
+    pod_port: int
+    proto: str = "tcp"
+    host_ip: str | None = None  # None: every address of the host
+
+    def __str__(self) -> str:
+        ip = f"{self.host_ip}:" if self.host_ip else ""
+        return f"{ip}{self.host_port}:{self.pod_port}/{self.proto}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host_ip": self.host_ip or "", "host_port": self.host_port,
+                "pod_port": self.pod_port, "proto": self.proto}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Publish":
+        return cls(int(d["host_port"]), int(d["pod_port"]), str(d["proto"]),
+                   d.get("host_ip") or None)
+
+    @property
+    def record(self) -> str:
+        return f"{self.proto}-{self.host_port}"
+
+
+def parse_publish(raw: str) -> Publish:
+    """[HOST_IP:]HOST_PORT:POD_PORT[/tcp|/udp] -> Publish; ValueError names what is wrong."""
+    m = PUBLISH_RE.fullmatch(raw)
+    if m is None:
+        raise ValueError(f"{raw!r} is not [HOST_IP:]HOST_PORT:POD_PORT[/tcp|/udp]")
+    proto = m["proto"] or "tcp"
+    if proto not in PROTOS:
+        raise ValueError(f"{raw!r}: protocol {proto!r} is not tcp or udp")
+    ports = []
+    for key in ("host_port", "pod_port"):
+        port = int(m[key])
+        if not 1 <= port <= 65535:
+            raise ValueError(f"{raw!r}: port {m[key]} is outside 1-65535")
+        ports.append(port)
+    host_ip = m["host_ip"]
+    if host_ip is not None:
+        try:
+            socket.inet_pton(socket.AF_INET, host_ip)
+        except OSError:
+            raise ValueError(f"{raw!r}: {host_ip!r} is not an IPv4 address") from None
+        host_ip = ".".join(str(int(x)) for x in host_ip.split("."))
+        if host_ip == "0.0.0.0":
+            host_ip = None
+    return Publish(ports[0], ports[1], proto, host_ip)
+
+
+def table_from_env() -> str:
+    name = os.environ.get("NSPOD_NFT_TABLE") or DEFAULT_TABLE
+    if not TABLE_RE.fullmatch(name):
+        raise NspodError(f"NSPOD_NFT_TABLE {name!r}: use letters, digits and '_'")
+    return name
+
+
+# -- host port records ----------------------------------------------------------
+
+
+def _dir(store: Store) -> Path:
+    return store.root / "ports"
+
+
+def _holder(path: Path) -> tuple[str, str]:
+    try:
+        pod, _, ip = path.read_text().strip().partition(" ")
+        return pod, ip
+    except OSError:
+        return "?", ""
+
+
+def _host_holds(p: Publish) -> str | None:
+    """Why the host port is busy on the host itself, or None when it is free.
+
+    Binding with SO_REUSEADDR fails only while a socket listens on (or, for
+    UDP, is bound to) the port: TIME_WAIT leftovers do not count (socket(7)).
+    """
+    kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((p.host_ip or "0.0.0.0", p.host_port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return "in use by a process on the host"
+            if e.errno == errno.EADDRNOTAVAIL:
+                return f"{p.host_ip} is not an address of this host"
+            return os_reason(e)
+    return None
+
+
+def _reserve(store: Store, pod: str, ports: list[Publish]) -> None:
+    """Records every host port for pod, or none: raises PortUnavailable (125)."""
+    d = _dir(store)
+    d.mkdir(mode=0o755, exist_ok=True)
+    taken: list[Path] = []
+    try:
+        for p in ports:
+            path = d / p.record
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder, _ = _holder(path)
+                raise PortUnavailable(
+                    f"publish {p}: host port {p.host_port}/{p.proto} is already published "
+                    f"by pod {holder!r}"
+                ) from None
+            taken.append(path)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{pod} {p.host_ip or ''}\n")
+            why = _host_holds(p)
+            if why is not None:
+                raise PortUnavailable(f"publish {p}: host port {p.host_port}/{p.proto}: {why}")
+    except BaseException:
+        for path in taken:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _release_records(store: Store, pod: str, ports: list[Publish]) -> None:
+    d = _dir(store)
+    for p in ports:
+        path = d / p.record
+        if _holder(path)[0] == pod:
+            path.unlink(missing_ok=True)
+
+
+# -- nftables ---------------------------------------------------------------------
+
+
+def _nft(script: str, what: str) -> None:
+    proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        why = lines[0] if lines else f"nft exited with {proc.returncode}"
+        raise FirewallError(f"{what}: {why.removeprefix('Error: ').lower()}")
+
+
+def table_script(table: str, bridge: str, subnet: str) -> str:
+    dnat = ("fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @hostports\n"
+            "    fib daddr type local dnat ip to meta l4proto . th dport map @ports")
+    return f"""table ip {table} {{
+  comment "nspod: published ports of the pods on {bridge}"
+  map ports {{
+    type inet_proto . inet_service : ipv4_addr . inet_service
+  }}
+  map hostports {{
+    type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service
+  }}
+  chain guard {{
+    type filter hook prerouting priority raw; policy accept;
+    iifname != "lo" ip daddr 127.0.0.0/8 drop
+    iifname != "lo" ip saddr 127.0.0.0/8 drop
+  }}
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    {dnat}
+  }}
+  chain output {{
+    type nat hook output priority -100; policy accept;
+    {dnat}
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "{bridge}" ct status dnat ip saddr 127.0.0.0/8 masquerade
+    oifname "{bridge}" ct status dnat ip saddr {subnet} masquerade
+  }}
+}}
+"""
+
+
+def _elements(table: str, pod: str, ip: str, ports: list[Publish], verb: str) -> str:
+    lines = []
+    for p in ports:
+        key = f"{p.proto} . {p.host_port}"
+        name = "ports"
+        if p.host_ip:
+            key = f"{p.host_ip} . {key}"
+            name = "hostports"
+        if verb == "add":
+            elem = f'{key} comment "pod {pod}" : {ip} . {p.pod_port}'
+        else:
+            elem = key
+        lines.append(f"{verb} element ip {table} {name} {{ {elem} }}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    table: str
+    bridge: str
+    subnet: str
+    pod: str
+    ip: str
+    ports: tuple[Publish, ...]
+
+
+def publish(store: Store, spec: PortSpec) -> None:
+    """Reserves the host ports and adds the pod's DNAT elements, all or nothing.
+
+    Makes the table (with its guard chain) on first use. The caller turns on
+    route_localnet on the bridge afterwards, never before the guard exists.
+    """
+    ports = list(spec.ports)
+    with store.global_lock("ports"):
+        _reserve(store, spec.pod, ports)
+        try:
+            elements = _elements(spec.table, spec.pod, spec.ip, ports, "add")
+            try:
+                _nft(elements, f"publish ports of pod {spec.pod!r}")
+            except FirewallError as e:
+                if "no such file or directory" not in str(e):
+                    raise
+                # First use: the table, its chains and the elements in one transaction.
+                _nft(table_script(spec.table, spec.bridge, spec.subnet) + elements,
+                     f"create nftables table ip {spec.table}")
+        except BaseException:
+            _release_records(store, spec.pod, ports)
+            raise
+
+
+def unpublish(store: Store, table: str, pod: str, ports: list[Publish]) -> None:
+    """Deletes the pod's DNAT elements and port records. Idempotent."""
+    if not ports:
+        return
+    with store.global_lock("ports"):
+        try:
+            _nft(_elements(table, pod, "", ports, "delete"), f"unpublish ports of pod {pod!r}")
+        except FirewallError:
+            # Some are gone already (a half-done rm): delete the rest one by one.
+            for p in ports:
+                try:
+                    _nft(_elements(table, pod, "", [p], "delete"), f"unpublish {p}")
+                except FirewallError as e:
+                    if "no such file or directory" not in str(e):
+                        raise
+        _release_records(store, pod, ports)
+
+
+def published_by(store: Store, table: str, pod: str) -> list[Publish]:
+    """The ports published for pod, found from the table itself (gc: no record needed)."""
+    proc = subprocess.run(["nft", "-j", "list", "table", "ip", table],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return []
+    out = []
+    for obj in json.loads(proc.stdout).get("nftables", []):
+        m = obj.get("map")
+        if not m or m.get("name") not in ("ports", "hostports"):
+            continue
+        for key, _val in m.get("elem", []):
+            elem = key.get("elem", {})
+            if elem.get("comment") != f"pod {pod}":
+                continue
+            parts = elem["val"]["concat"]
+            host_ip = parts[0] if m["name"] == "hostports" else None
+            proto, port = parts[-2], parts[-1]
+            out.append(Publish(int(port), 0, str(proto), host_ip))
+    return out
+
+
+def release_for_pod(store: Store, table: str, pod: str) -> None:
+    """gc: removes whatever rules and port records name pod."""
+    found = published_by(store, table, pod)
+    unpublish(store, table, pod, found)
+    d = _dir(store)
+    with store.global_lock("ports"):
+        try:
+            entries = list(os.scandir(d))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if _holder(Path(entry.path))[0] == pod:
+                os.unlink(entry.path)
