@@ -429,3 +429,32 @@ def test_demo_runs_end_to_end(pod_env: PodEnv) -> None:
     assert any("nginx: master process" in ln for ln in ps)
     assert any("http.server" in ln or "demo-app" in ln for ln in ps)
     assert pod_env.run("ls", "-q").stdout == ""
+
+
+def test_start_brings_back_address_and_published_port(pod_env: PodEnv, tmp_path: Path,
+                                                       servers: list[Server]) -> None:
+    port = free_port()
+    pod_env.create("web", "-p", f"{port}:8080")
+    ip = pod_env.inspect("web")["ip"]
+    pod_env.run("stop", "-t", "0", "web", check=True)
+    assert host_links(pod_env.bridge) == []  # the veth went with the pod's netns
+    pod_env.run("start", "web", check=True)
+    info = pod_env.inspect("web")
+    assert info["ip"] == ip and info["state"] == "running"
+    serve(pod_env, "web", 8080, tmp_path, servers).wait_ready()
+    assert fetch(f"http://127.0.0.1:{port}/") == "hello from web"
+
+
+def test_an_exited_pod_gives_back_its_address_and_start_claims_it(pod_env: PodEnv) -> None:
+    port = free_port()
+    pod_env.create("web", "-p", f"{port}:8080")
+    info = pod_env.inspect("web")
+    os.kill(info["pid"], 9)  # type: ignore[arg-type]
+    time.sleep(0.2)
+    assert pod_env.inspect("web")["state"] == "exited"  # the light gc ran
+    assert records(pod_env, "ipam") == [] and host_links(pod_env.bridge) == []
+    assert nft_elements(pod_env.table) == []
+    pod_env.run("start", "web", check=True)
+    again = pod_env.inspect("web")
+    assert again["state"] == "running" and again["ip"] == info["ip"]
+    assert len(nft_elements(pod_env.table)) > 0
