@@ -180,9 +180,9 @@ def detect() -> Layout | None:
 
 def root_key(root: str | os.PathLike[str]) -> str:
     """Names a state root in cgroup names: the same root always gives the same key."""
-    import hashlib
+    from nspod.lean import sha256_hex
 
-    return hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:10]
+    return sha256_hex(os.path.realpath(root).encode())[:10]
 
 
 def pod_dirs(layout: Layout | None, root: str | os.PathLike[str], pod: str) -> list[str]:

@@ -9,13 +9,17 @@ Records are created with O_EXCL, so even without the lock no address can go
 to two pods; the lock keeps the hint consistent between concurrent creates.
 """
 
-import ipaddress
+from __future__ import annotations
+
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 from nspod.errors import NspodError, UsageError
-from nspod.store import Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # rm releases addresses: it must not pay for ipaddress or pathlib
+    import ipaddress
+
+    from nspod.store import Store
 
 DEFAULT_SUBNET = "10.88.0.0/16"
 
@@ -24,11 +28,16 @@ class AddressUnavailable(NspodError):
     pass
 
 
-@dataclass(frozen=True)
 class Subnet:
     """The pod subnet: network, gateway (its first host address), pod addresses after it."""
 
-    net: ipaddress.IPv4Network
+    __slots__ = ("net",)
+
+    def __init__(self, net: ipaddress.IPv4Network) -> None:
+        self.net = net
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Subnet) and self.net == other.net
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
@@ -53,6 +62,8 @@ class Subnet:
 
 
 def subnet_from_env() -> Subnet:
+    import ipaddress
+
     raw = os.environ.get("NSPOD_SUBNET") or DEFAULT_SUBNET
     try:
         net = ipaddress.IPv4Network(raw, strict=True)
@@ -65,17 +76,19 @@ def subnet_from_env() -> Subnet:
 
 def parse_ip(raw: str) -> str:
     """The canonical form of an IPv4 address given by the user (ValueError when malformed)."""
+    import ipaddress
+
     try:
         return str(ipaddress.IPv4Address(raw))
     except ValueError:
         raise ValueError(f"{raw!r} is not an IPv4 address") from None
 
 
-def _dir(store: Store) -> Path:
-    return store.root / "ipam"
+def _dir(store: Store) -> str:
+    return os.path.join(store.root, "ipam")
 
 
-def _claim(path: Path, pod: str) -> bool:
+def _claim(path: str, pod: str) -> bool:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
@@ -93,9 +106,11 @@ def allocate(store: Store, subnet: Subnet, pod: str, want: str | None = None) ->
     Raises AddressUnavailable (125) when want is taken or outside the subnet,
     or when the subnet is full.
     """
+    import ipaddress
+
     d = _dir(store)
     with store.global_lock("ipam"):
-        d.mkdir(mode=0o755, exist_ok=True)
+        os.makedirs(d, mode=0o755, exist_ok=True)
         if want is not None:
             addr = ipaddress.IPv4Address(want)
             if not subnet.contains(addr):
@@ -103,41 +118,50 @@ def allocate(store: Store, subnet: Subnet, pod: str, want: str | None = None) ->
                     f"address {want}: outside the pod addresses of {subnet.net} "
                     f"({subnet.net.network_address + 2} to {subnet.net.broadcast_address - 1})"
                 )
-            if not _claim(d / want, pod):
-                holder = _holder(d / want)
+            if not _claim(os.path.join(d, want), pod):
+                holder = _holder(os.path.join(d, want))
                 raise AddressUnavailable(f"address {want}: already used by pod {holder!r}")
             return want
-        hint = store.root / "ipam.hint"
+        hint = os.path.join(store.root, "ipam.hint")
         start = _read_hint(hint, subnet.size)
         for i in range(subnet.size):
             off = (start + i) % subnet.size
             addr = str(ipaddress.IPv4Address(subnet.first + off))
-            if _claim(d / addr, pod):
-                hint.write_text(f"{(off + 1) % subnet.size}\n")
+            if _claim(os.path.join(d, addr), pod):
+                with open(hint, "w") as f:
+                    f.write(f"{(off + 1) % subnet.size}\n")
                 return addr
     raise AddressUnavailable(f"allocate an address in {subnet.net}: no address left")
 
 
-def _read_hint(path: Path, size: int) -> int:
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _read_hint(path: str, size: int) -> int:
     try:
-        return int(path.read_text()) % size
+        return int(_read(path)) % size
     except (OSError, ValueError):
         return 0
 
 
-def _holder(path: Path) -> str:
+def _holder(path: str) -> str:
     try:
-        return path.read_text().strip()
+        return _read(path).strip()
     except OSError:
         return "?"
 
 
 def release(store: Store, addr: str, pod: str) -> None:
     """Frees addr if pod holds it. Idempotent."""
-    path = _dir(store) / addr
+    path = os.path.join(_dir(store), addr)
     with store.global_lock("ipam"):
         if _holder(path) == pod:
-            path.unlink(missing_ok=True)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
 
 def release_for_pod(store: Store, pod: str) -> list[str]:
@@ -152,7 +176,7 @@ def release_for_pod(store: Store, pod: str) -> list[str]:
         for entry in entries:
             if entry.name.startswith(".") or not entry.is_file():
                 continue
-            if _holder(Path(entry.path)) == pod:
+            if _holder(entry.path) == pod:
                 os.unlink(entry.path)
                 freed.append(entry.name)
     return freed
@@ -161,6 +185,7 @@ def release_for_pod(store: Store, pod: str) -> list[str]:
 def holders(store: Store) -> dict[str, str]:
     """Every recorded address and the pod holding it."""
     try:
-        return {p.name: _holder(p) for p in _dir(store).iterdir() if not p.name.startswith(".")}
+        return {e.name: _holder(e.path) for e in os.scandir(_dir(store))
+                if not e.name.startswith(".")}
     except FileNotFoundError:
         return {}

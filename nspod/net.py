@@ -16,22 +16,21 @@ and a netlink socket stays in the namespace it was created in.
 Removing a link needs no pyroute2: delete_link sends RTM_DELLINK by hand.
 """
 
-import contextlib
-import errno
-import hashlib
-import importlib.util
-import os
-import socket
-import struct
-import sys
-import types
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from __future__ import annotations
 
+import errno
+import os
+import struct
+
+import _socket as socket  # not `socket`: ~9 ms to import; rm deletes links with this module
+
+from nspod import lean
 from nspod import syscalls as sc
 from nspod.errors import NspodError, os_reason
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_BRIDGE = "nspod0"
 IFNAMSIZ = 16
@@ -68,14 +67,14 @@ def bridge_from_env() -> str:
     return name
 
 
-def veth_name(root: Path, pod: str, bridge: str) -> str:
+def veth_name(root: str | os.PathLike[str], pod: str, bridge: str) -> str:
     """The host end of a pod's veth: 15 bytes, derived from root, pod and bridge.
 
     It starts with the bridge's first two letters, so the links of a bridge
     (nspod0 -> "nsv...", a test's "ntb..." -> "ntv...") are easy to tell apart,
     and gc can compute it from the pod's name alone.
     """
-    digest = hashlib.sha256(f"{root}\0{pod}".encode()).hexdigest()
+    digest = lean.sha256_hex(f"{os.fspath(root)}\0{pod}".encode())
     return f"{bridge[:2]}v{digest[:12]}"
 
 
@@ -88,6 +87,10 @@ def _msg_classes() -> tuple[Any, Any, Any]:
     The package __init__ imports IPRoute, NDB, asyncio and more (~250 ms); the
     message modules need none of it. When pyroute2 is already imported, use it.
     """
+    import importlib.util
+    import sys
+    import types
+
     if "pyroute2" not in sys.modules:
         spec = importlib.util.find_spec("pyroute2")
         if spec is None or not spec.submodule_search_locations:
@@ -201,10 +204,13 @@ def _link_info(nl: Rtnl, ifinfmsg: Any, name: str) -> tuple[int, str] | None:
 
 def set_bridge_sysctl(bridge: str, key: str, value: str) -> None:
     """Sets net.ipv4.conf.BRIDGE.KEY (a per-interface sysctl, never a host-wide one)."""
-    path = Path("/proc/sys/net/ipv4/conf") / bridge / key
+    path = f"/proc/sys/net/ipv4/conf/{bridge}/{key}"
     try:
-        if path.read_text().strip() != value:
-            path.write_text(value + "\n")
+        with open(path) as f:
+            current = f.read().strip()
+        if current != value:
+            with open(path, "w") as f:
+                f.write(value + "\n")
     except OSError as e:
         raise NetError(f"sysctl net.ipv4.conf.{bridge}.{key}={value}: {os_reason(e)}") from e
 
@@ -217,9 +223,10 @@ def set_hairpin(veth: str) -> None:
     towards the port it came from, which a bridge refuses unless the port is in
     hairpin mode (bridge(8): hairpin).
     """
-    path = Path("/sys/class/net") / veth / "brport" / "hairpin_mode"
+    path = f"/sys/class/net/{veth}/brport/hairpin_mode"
     try:
-        path.write_text("1\n")
+        with open(path, "w") as f:
+            f.write("1\n")
     except OSError as e:
         raise NetError(f"hairpin mode on {veth}: {os_reason(e)}") from e
 
@@ -227,16 +234,19 @@ def set_hairpin(veth: str) -> None:
 # -- bridge and pod links -------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class PodNet:
     """What create wires for one pod."""
 
-    bridge: str
-    gateway: str
-    prefixlen: int
-    ip: str
-    veth: str  # host end
-    netns: Path  # the pod's pinned network namespace
+    __slots__ = ("bridge", "gateway", "prefixlen", "ip", "veth", "netns")
+
+    def __init__(self, bridge: str, gateway: str, prefixlen: int, ip: str, veth: str,
+                 netns: str | os.PathLike[str]) -> None:
+        self.bridge = bridge
+        self.gateway = gateway
+        self.prefixlen = prefixlen
+        self.ip = ip
+        self.veth = veth  # host end
+        self.netns = os.fspath(netns)  # the pod's pinned network namespace
 
 
 def _ensure_bridge(nl: Rtnl, cls: tuple[Any, Any, Any], spec: PodNet) -> int:
@@ -280,15 +290,19 @@ def _ensure_bridge(nl: Rtnl, cls: tuple[Any, Any, Any], spec: PodNet) -> int:
     return info[0]
 
 
-@contextlib.contextmanager
-def _in_netns(path: Path) -> Iterator[None]:
-    """Moves this process into the network namespace at path for the block, then back."""
+def _rtnl_in(path: str) -> Rtnl:
+    """An rtnetlink socket opened in the network namespace at path.
+
+    This process enters it just long enough to open the socket, then comes
+    back: a socket keeps the namespace it was made in (netns(7)), and no
+    helper process is forked.
+    """
     home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         sc.setns(target, sc.CLONE_NEWNET, f"enter network namespace {path}")
         try:
-            yield
+            return Rtnl()
         finally:
             sc.setns(home, sc.CLONE_NEWNET, "return to the host's network namespace")
     finally:
@@ -337,8 +351,10 @@ def setup_pod(spec: PodNet) -> dict[str, Any]:
     try:
         return _configure_pod_side(spec, ifinfmsg, ifaddrmsg, rtmsg)
     except BaseException:
-        with contextlib.suppress(NspodError, OSError):
+        try:
             delete_link(spec.veth)
+        except (NspodError, OSError):
+            pass
         raise
 
 
@@ -346,8 +362,7 @@ def _configure_pod_side(spec: PodNet, ifinfmsg: Any, ifaddrmsg: Any, rtmsg: Any)
     """eth0 up with the pod's address, and the default route, inside the pod."""
     step = "enter the pod's network namespace"
     try:
-        with _in_netns(spec.netns):
-            pod = Rtnl()
+        pod = _rtnl_in(spec.netns)
     except OSError as e:
         raise NetError(f"{step}: {os_reason(e)}") from e
     try:

@@ -18,26 +18,29 @@ never flushes the ruleset.
 The records make conflict checks O(1) and say which pod holds a port.
 """
 
-import errno
-import json
-import os
-import re
-import socket
-import subprocess
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from __future__ import annotations
 
+import errno
+import os
+
+import _socket
+
+from nspod import lean
 from nspod.errors import NspodError, os_reason
-from nspod.store import Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # rm unpublishes: no re, json, socket, subprocess or pathlib at import
+    from typing import Any
+
+    from nspod.store import Store
 
 DEFAULT_TABLE = "nspod"
 PROTOS = ("tcp", "udp")
-PUBLISH_RE = re.compile(
+PUBLISH_PATTERN = (
     r"(?:(?P<host_ip>\d{1,3}(?:\.\d{1,3}){3}):)?(?P<host_port>\d+):(?P<pod_port>\d+)"
     r"(?:/(?P<proto>[a-z]+))?"
 )
-TABLE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
+_TABLE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
 class PortUnavailable(NspodError):
@@ -48,12 +51,27 @@ class FirewallError(NspodError):
     pass
 
 
-@dataclass(frozen=True)
 class Publish:
-    host_port: int
-    pod_port: int
-    proto: str = "tcp"
-    host_ip: str | None = None  # None: every address of the host
+    __slots__ = ("host_port", "pod_port", "proto", "host_ip")
+
+    def __init__(self, host_port: int, pod_port: int, proto: str = "tcp",
+                 host_ip: str | None = None) -> None:
+        self.host_port = host_port
+        self.pod_port = pod_port
+        self.proto = proto
+        self.host_ip = host_ip  # None: every address of the host
+
+    def _key(self) -> tuple[int, int, str, str | None]:
+        return (self.host_port, self.pod_port, self.proto, self.host_ip)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Publish) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Publish{self._key()!r}"
 
     def __str__(self) -> str:
         ip = f"{self.host_ip}:" if self.host_ip else ""
@@ -64,7 +82,7 @@ class Publish:
                 "pod_port": self.pod_port, "proto": self.proto}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Publish":
+    def from_dict(cls, d: dict[str, Any]) -> Publish:
         return cls(int(d["host_port"]), int(d["pod_port"]), str(d["proto"]),
                    d.get("host_ip") or None)
 
@@ -75,7 +93,9 @@ class Publish:
 
 def parse_publish(raw: str) -> Publish:
     """[HOST_IP:]HOST_PORT:POD_PORT[/tcp|/udp] -> Publish; ValueError names what is wrong."""
-    m = PUBLISH_RE.fullmatch(raw)
+    import re
+
+    m = re.fullmatch(PUBLISH_PATTERN, raw)
     if m is None:
         raise ValueError(f"{raw!r} is not [HOST_IP:]HOST_PORT:POD_PORT[/tcp|/udp]")
     proto = m["proto"] or "tcp"
@@ -90,7 +110,7 @@ def parse_publish(raw: str) -> Publish:
     host_ip = m["host_ip"]
     if host_ip is not None:
         try:
-            socket.inet_pton(socket.AF_INET, host_ip)
+            _socket.inet_pton(_socket.AF_INET, host_ip)
         except OSError:
             raise ValueError(f"{raw!r}: {host_ip!r} is not an IPv4 address") from None
         host_ip = ".".join(str(int(x)) for x in host_ip.split("."))
@@ -101,7 +121,7 @@ def parse_publish(raw: str) -> Publish:
 
 def table_from_env() -> str:
     name = os.environ.get("NSPOD_NFT_TABLE") or DEFAULT_TABLE
-    if not TABLE_RE.fullmatch(name):
+    if not (name[:1].isalpha() and len(name) <= 63 and set(name) <= _TABLE_CHARS):
         raise NspodError(f"NSPOD_NFT_TABLE {name!r}: use letters, digits and '_'")
     return name
 
@@ -109,13 +129,13 @@ def table_from_env() -> str:
 # -- host port records ----------------------------------------------------------
 
 
-def _dir(store: Store) -> Path:
-    return store.root / "ports"
+def _dir(store: Store) -> str:
+    return os.path.join(store.root, "ports")
 
 
-def _holder(path: Path) -> tuple[str, str]:
+def _holder(path: str) -> tuple[str, str]:
     try:
-        pod, _, ip = path.read_text().strip().partition(" ")
+        pod, _, ip = lean.read_text(path).strip().partition(" ")
         return pod, ip
     except OSError:
         return "?", ""
@@ -127,28 +147,30 @@ def _host_holds(p: Publish) -> str | None:
     Binding with SO_REUSEADDR fails only while a socket listens on (or, for
     UDP, is bound to) the port: TIME_WAIT leftovers do not count (socket(7)).
     """
-    kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((p.host_ip or "0.0.0.0", p.host_port))
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                return "in use by a process on the host"
-            if e.errno == errno.EADDRNOTAVAIL:
-                return f"{p.host_ip} is not an address of this host"
-            return os_reason(e)
+    kind = _socket.SOCK_STREAM if p.proto == "tcp" else _socket.SOCK_DGRAM
+    s = _socket.socket(_socket.AF_INET, kind)
+    try:
+        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        s.bind((p.host_ip or "0.0.0.0", p.host_port))
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            return "in use by a process on the host"
+        if e.errno == errno.EADDRNOTAVAIL:
+            return f"{p.host_ip} is not an address of this host"
+        return os_reason(e)
+    finally:
+        s.close()
     return None
 
 
 def _reserve(store: Store, pod: str, ports: list[Publish]) -> None:
     """Records every host port for pod, or none: raises PortUnavailable (125)."""
     d = _dir(store)
-    d.mkdir(mode=0o755, exist_ok=True)
-    taken: list[Path] = []
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    taken: list[str] = []
     try:
         for p in ports:
-            path = d / p.record
+            path = os.path.join(d, p.record)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
@@ -165,26 +187,33 @@ def _reserve(store: Store, pod: str, ports: list[Publish]) -> None:
                 raise PortUnavailable(f"publish {p}: host port {p.host_port}/{p.proto}: {why}")
     except BaseException:
         for path in taken:
-            path.unlink(missing_ok=True)
+            _unlink(path)
         raise
 
 
 def _release_records(store: Store, pod: str, ports: list[Publish]) -> None:
     d = _dir(store)
     for p in ports:
-        path = d / p.record
+        path = os.path.join(d, p.record)
         if _holder(path)[0] == pod:
-            path.unlink(missing_ok=True)
+            _unlink(path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 # -- nftables ---------------------------------------------------------------------
 
 
 def _nft(script: str, what: str) -> None:
-    proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        why = lines[0] if lines else f"nft exited with {proc.returncode}"
+    code, _, err = lean.run(["nft", "-f", "-"], script.encode())
+    if code != 0:
+        lines = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
+        why = lines[0] if lines else f"nft exited with {code}"
         raise FirewallError(f"{what}: {why.removeprefix('Error: ').lower()}")
 
 
@@ -237,14 +266,17 @@ def _elements(table: str, pod: str, ip: str, ports: list[Publish], verb: str) ->
     return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
 class PortSpec:
-    table: str
-    bridge: str
-    subnet: str
-    pod: str
-    ip: str
-    ports: tuple[Publish, ...]
+    __slots__ = ("table", "bridge", "subnet", "pod", "ip", "ports")
+
+    def __init__(self, table: str, bridge: str, subnet: str, pod: str, ip: str,
+                 ports: tuple[Publish, ...]) -> None:
+        self.table = table
+        self.bridge = bridge
+        self.subnet = subnet
+        self.pod = pod
+        self.ip = ip
+        self.ports = ports
 
 
 def publish(store: Store, spec: PortSpec) -> None:
@@ -291,12 +323,11 @@ def unpublish(store: Store, table: str, pod: str, ports: list[Publish]) -> None:
 
 def published_by(store: Store, table: str, pod: str) -> list[Publish]:
     """The ports published for pod, found from the table itself (gc: no record needed)."""
-    proc = subprocess.run(["nft", "-j", "list", "table", "ip", table],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
+    code, stdout, _ = lean.run(["nft", "-j", "list", "table", "ip", table])
+    if code != 0:
         return []
     out = []
-    for obj in json.loads(proc.stdout).get("nftables", []):
+    for obj in lean.loads(stdout.decode()).get("nftables", []):
         m = obj.get("map")
         if not m or m.get("name") not in ("ports", "hostports"):
             continue
@@ -322,5 +353,5 @@ def release_for_pod(store: Store, table: str, pod: str) -> None:
         except FileNotFoundError:
             return
         for entry in entries:
-            if _holder(Path(entry.path))[0] == pod:
+            if _holder(entry.path)[0] == pod:
                 os.unlink(entry.path)

@@ -3,183 +3,195 @@
     ROOT/pods/NAME/pod.json       the record (written last on create)
     ROOT/pods/NAME/ns/KIND        bind mounts of pause's namespaces
     ROOT/pods/NAME/exits/PODPID   exit records pause writes for members
+
+Paths are plain strings and records plain classes: pathlib, dataclasses and
+json cost 10-25 ms each to import here, paid by every nspod command.
 """
 
-import errno
-import fcntl
-import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any
+from __future__ import annotations
 
+import fcntl
+import os
+
+from nspod import lean
 from nspod.errors import NoSuchPod, UsageError
-from nspod.lean import proc_start, valid_name
+from nspod.lean import proc_start, valid_name, write_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_ROOT = "/run/nspod"
 NAME_MAX = 63
 NS_KINDS = ("ipc", "uts", "net", "pid", "mnt")
 
+__all__ = ["DEFAULT_ROOT", "NS_KINDS", "PodRecord", "ProcId", "Store", "check_name",
+           "proc_start", "write_atomic"]
+
 
 def check_name(name: str, what: str = "pod name") -> str:
     if not name:
-        raise UsageError(f"invalid {what} \"\": must not be empty")
+        raise UsageError(f'invalid {what} "": must not be empty')
     if len(name) > NAME_MAX:
-        raise UsageError(f"invalid {what} \"{name[:20]}...\": longer than {NAME_MAX} characters")
+        raise UsageError(f'invalid {what} "{name[:20]}...": longer than {NAME_MAX} characters')
     if not valid_name(name):
         raise UsageError(
-            f"invalid {what} {json.dumps(name)}: use letters, digits, '_', '.', '-', "
+            f"invalid {what} {lean.dumps(name)}: use letters, digits, '_', '.', '-', "
             "starting with a letter or digit"
         )
     return name
 
 
-@dataclass(frozen=True)
 class ProcId:
     """A process named by pid and start time: a recycled pid never matches."""
 
-    pid: int
-    start: int
+    __slots__ = ("pid", "start")
+
+    def __init__(self, pid: int, start: int) -> None:
+        self.pid = pid
+        self.start = start
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProcId) and (self.pid, self.start) == (other.pid, other.start)
+
+    def __hash__(self) -> int:
+        return hash((self.pid, self.start))
+
+    def __repr__(self) -> str:
+        return f"ProcId({self.pid}, {self.start})"
 
     def alive(self) -> bool:
         return self.pid > 0 and proc_start(self.pid) == self.start
 
 
-
-
-def procid(pid: int) -> ProcId:
-    start = proc_start(pid)
-    if start is None:
-        raise ProcessLookupError(pid)
-    return ProcId(pid, start)
-
-
-@dataclass
 class PodRecord:
-    name: str
-    hostname: str
-    created: float
-    state: str = "running"  # running | stopped | exited, as last recorded
-    pid: int = 0
-    pid_start: int = 0
-    finished: float | None = None
-    spec: dict[str, Any] = field(default_factory=dict)
-    net: dict[str, Any] = field(default_factory=dict)
+    """What nspod knows of a pod: its spec and its runtime facts."""
+
+    FIELDS = ("name", "hostname", "created", "state", "pid", "pid_start", "finished", "spec",
+              "net")
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        name: str,
+        hostname: str,
+        created: float,
+        state: str = "running",  # running | stopped | exited, as last recorded
+        pid: int = 0,
+        pid_start: int = 0,
+        finished: float | None = None,
+        spec: dict[str, Any] | None = None,
+        net: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.hostname = hostname
+        self.created = created
+        self.state = state
+        self.pid = pid
+        self.pid_start = pid_start
+        self.finished = finished
+        self.spec: dict[str, Any] = {} if spec is None else spec
+        self.net: dict[str, Any] = {} if net is None else net
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PodRecord) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"PodRecord({self.to_dict()!r})"
 
     @property
     def pause(self) -> ProcId:
         return ProcId(self.pid, self.pid_start)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.FIELDS}
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return lean.dumps(self.to_dict()) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "PodRecord":
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_json(cls, text: str) -> PodRecord:
+        data = lean.loads(text)
+        return cls(**{k: v for k, v in data.items() if k in cls.FIELDS})
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replaces path with text: a reader sees the old file or the new, whole."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+class _Flock:
+    """An flock held for a with-block. entered: False when non-blocking and busy."""
+
+    def __init__(self, path: str, flags: int, blocking: bool = True,
+                 missing: Exception | None = None) -> None:
+        self.path, self.flags, self.blocking, self.missing = path, flags, blocking, missing
+        self.fd = -1
+
+    def __enter__(self) -> bool:
+        try:
+            self.fd = os.open(self.path, self.flags | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            if self.missing is not None:
+                raise self.missing from None
+            return False
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if self.blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class Store:
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-        self.pods = self.root / "pods"
+        self.root = os.fspath(root)
+        self.pods = os.path.join(self.root, "pods")
 
-    def pod_dir(self, name: str) -> Path:
-        return self.pods / name
+    def pod_dir(self, name: str) -> str:
+        return os.path.join(self.pods, name)
 
     def ensure(self) -> None:
-        self.pods.mkdir(parents=True, exist_ok=True, mode=0o711)
+        os.makedirs(self.pods, mode=0o711, exist_ok=True)
+
+    def _entries(self) -> list[os.DirEntry[str]]:
+        try:
+            return sorted(os.scandir(self.pods), key=lambda e: e.name)
+        except FileNotFoundError:
+            return []
 
     def names(self) -> list[str]:
-        try:
-            return sorted(p.name for p in self.pods.iterdir() if (p / "pod.json").exists())
-        except FileNotFoundError:
-            return []
+        return [e.name for e in self._entries()
+                if os.path.exists(os.path.join(e.path, "pod.json"))]
 
-    def dirs(self) -> list[Path]:
+    def dirs(self) -> list[str]:
         """Every pod directory, finished or not (gc looks at half-made ones too)."""
-        try:
-            return sorted(p for p in self.pods.iterdir() if p.is_dir())
-        except FileNotFoundError:
-            return []
+        return [e.path for e in self._entries() if e.is_dir()]
 
     def load(self, name: str) -> PodRecord:
         check_name(name)
         try:
-            text = (self.pod_dir(name) / "pod.json").read_text()
+            text = lean.read_text(os.path.join(self.pod_dir(name), "pod.json"))
         except FileNotFoundError:
-            raise NoSuchPod(f"pod {json.dumps(name)}: no such pod") from None
+            raise NoSuchPod(f'pod "{name}": no such pod') from None
         return PodRecord.from_json(text)
 
     def save(self, rec: PodRecord) -> None:
-        write_atomic(self.pod_dir(rec.name) / "pod.json", rec.to_json())
+        write_atomic(os.path.join(self.pod_dir(rec.name), "pod.json"), rec.to_json())
 
-    @contextmanager
-    def lock(self, name: str) -> Iterator[None]:
+    def lock(self, name: str) -> _Flock:
         """Holds the pod's lock: an flock on its directory.
 
         rm deletes the directory while holding it, so a waiter must look the
         pod up again once it has the lock.
         """
-        try:
-            fd = os.open(self.pod_dir(name), os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:
-            raise NoSuchPod(f"pod {json.dumps(name)}: no such pod") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return _Flock(self.pod_dir(name), os.O_RDONLY | os.O_DIRECTORY,
+                      missing=NoSuchPod(f'pod "{name}": no such pod'))
 
-    @contextmanager
-    def try_lock(self, name: str) -> Iterator[bool]:
-        """Like lock, without waiting: yields False when someone holds it."""
-        try:
-            fd = os.open(self.pod_dir(name), os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:
-            yield False
-            return
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
-            os.close(fd)
+    def try_lock(self, name: str) -> _Flock:
+        """Like lock, without waiting: enters as False when someone holds it."""
+        return _Flock(self.pod_dir(name), os.O_RDONLY | os.O_DIRECTORY, blocking=False)
 
-    @contextmanager
-    def global_lock(self, resource: str) -> Iterator[None]:
+    def global_lock(self, resource: str) -> _Flock:
         """A lock for a resource shared by pods (addresses, ports, the bridge)."""
         self.ensure()
-        fd = os.open(self.root / f"{resource}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-
-def ns_inode(path: str) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ESRCH, errno.EACCES, errno.EINVAL):
-            return None
-        raise
+        return _Flock(os.path.join(self.root, f"{resource}.lock"), os.O_RDWR | os.O_CREAT)

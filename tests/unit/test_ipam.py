@@ -24,7 +24,7 @@ def test_gateway_is_first_host_and_pods_start_after_it(store: Store) -> None:
     assert str(s.gateway) == "10.9.0.1"
     assert ipam.allocate(store, s, "a") == "10.9.0.2"
     assert ipam.allocate(store, s, "b") == "10.9.0.3"
-    assert (store.root / "ipam" / "10.9.0.2").read_text() == "a\n"
+    assert (Path(store.root) / "ipam" / "10.9.0.2").read_text() == "a\n"
 
 
 def test_released_address_is_reused_after_wrapping(store: Store) -> None:
@@ -73,8 +73,8 @@ def test_hint_keeps_allocation_from_scanning_taken_addresses(store: Store) -> No
     tried = []
     real = ipam._claim
 
-    def counting(path: Path, pod: str) -> bool:
-        tried.append(path.name)
+    def counting(path: str, pod: str) -> bool:
+        tried.append(Path(path).name)
         return real(path, pod)
 
     ipam._claim = counting  # type: ignore[assignment]

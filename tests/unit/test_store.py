@@ -25,15 +25,16 @@ def test_bad_names(name: str) -> None:
 def test_record_round_trip(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.ensure()
-    store.pod_dir("p").mkdir()
+    Path(store.pod_dir("p")).mkdir()
     rec = PodRecord(name="p", hostname="h", created=1.5, pid=42, pid_start=7,
                     spec={"net": "none"}, net={"ip": "10.0.0.2"})
     store.save(rec)
     assert store.load("p") == rec
     assert store.names() == ["p"]
     # unknown keys from a newer nspod are ignored
-    data = (store.pod_dir("p") / "pod.json").read_text().replace('"name"', '"future": 1, "name"')
-    write_atomic(store.pod_dir("p") / "pod.json", data)
+    path = Path(store.pod_dir("p")) / "pod.json"
+    data = path.read_text().replace('"name"', '"future": 1, "name"')
+    write_atomic(str(path), data)
     assert store.load("p") == rec
 
 
