@@ -26,7 +26,7 @@ TABLE = "nspod_bench"
 
 @contextmanager
 def bench_env() -> Iterator[dict[str, str]]:
-    root = tempfile.mkdtemp(prefix="nspod-bench-")
+    root = tempfile.mkdtemp(prefix="nspod-bench-", dir="/run" if os.path.isdir("/run") else None)
     env = dict(os.environ, NSPOD_ROOT=root, NSPOD_BRIDGE=BRIDGE, NSPOD_SUBNET=SUBNET,
                NSPOD_NFT_TABLE=TABLE)
     try:

@@ -62,14 +62,19 @@ def read_text(path: str, dir_fd: int | None = None) -> str:
     return b"".join(chunks).decode()
 
 
-def write_atomic(path: str, text: str, dir_fd: int | None = None) -> None:
-    """Replaces path with text: a reader sees the old file or the new, whole."""
+def write_atomic(path: str, text: str, dir_fd: int | None = None, sync: bool = True) -> None:
+    """Replaces path with text: a reader sees the old file or the new, whole.
+
+    sync=False skips the fsync: for records that die with the pod anyway,
+    written on the hot path of join (the state root is normally tmpfs).
+    """
     tmp = f".{os.path.basename(path)}.{os.getpid()}.tmp"
     tmp = os.path.join(os.path.dirname(path), tmp)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
     try:
         os.write(fd, text.encode())
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)

@@ -177,7 +177,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 "logger_pid": logger_pid, "started": started, "detached": spec.detach,
                 "tty": spec.tty,
             }
-            lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec))
+            lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec), sync=False)
             if fg_tty:
                 _tcsetpgrp(0, host_pid)  # the member gets the terminal: ^C, ^Z reach it
 
@@ -252,7 +252,7 @@ def _finish_stale(pod: Pod, records: int, pod_pid: int) -> None:
     for rec, path in _records(pod):
         if rec.get("pod_pid") == pod_pid and "status" not in rec:
             rec["status"], rec["finished"] = old
-            lean.write_atomic(path, lean.dumps(rec))
+            lean.write_atomic(path, lean.dumps(rec), sync=False)
 
 
 def _readable(fd: int) -> bool:

@@ -572,6 +572,7 @@ def gc(store: Store) -> list[str]:
     """
     require_root("gc")
     removed = []
+    roots = _process_roots()  # one scan of /proc for every pod
     for pdir in store.dirs():
         name = os.path.basename(pdir)
         with store.try_lock(name) as locked:
@@ -586,13 +587,14 @@ def gc(store: Store) -> list[str]:
                     continue
                 if rec.state == "running" and rec.pause.alive():
                     continue
-            for pid in _pauses_of(pdir):
+            for pid in _pauses_of(pdir, roots):
                 spawn.kill_and_forget(pid)
             _release_all(store, pdir)
             with contextlib.suppress(NspodError, OSError):
                 if rec is not None:
                     release_network(store, name, rec.net)
-                release_network_of(store, name)
+                else:  # half made: find what it holds by its name
+                    release_network_of(store, name)
             dirs = (_cgroups(store, rec) if rec is not None
                     else cgroups.pod_dirs(cgroups.detect(), store.root, name))
             with contextlib.suppress(NspodError):
@@ -604,27 +606,32 @@ def gc(store: Store) -> list[str]:
     return removed
 
 
-def _pauses_of(pdir: str) -> list[int]:
+def _process_roots() -> dict[str, list[int]]:
+    """Root directory -> pids, for every process (pause's root names its pod)."""
+    roots: dict[str, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                roots.setdefault(os.readlink(f"/proc/{entry.name}/root"), []).append(
+                    int(entry.name))
+            except OSError:
+                continue
+    return roots
+
+
+def _pauses_of(pdir: str, roots: dict[str, list[int]]) -> list[int]:
     """Live pause processes of a pod dir, found by pause.pid and by pause's root.
 
     A create killed before it wrote pause.pid still left a pause chrooted in
     pdir/root: /proc/PID/root names it.
     """
-    pids = set()
+    pids = set(roots.get(os.path.join(pdir, "root"), []))
     try:
         pid, start = (int(x) for x in lean.read_text(os.path.join(pdir, "pause.pid")).split())
         if ProcId(pid, start).alive():
             pids.add(pid)
     except (OSError, ValueError):
         pass
-    want = os.path.join(pdir, "root")
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry.name}/root") == want:
-                    pids.add(int(entry.name))
-            except OSError:
-                continue
     return sorted(pids)
 
 
