@@ -56,6 +56,21 @@ def _signal(value: str) -> int:
     from nspod.member import parse_signal
 
     return parse_signal(value)
+def _volume(value: str) -> object:
+    from nspod.rootfs import parse_volume
+
+    return parse_volume(value)
+
+
+ROOTFS_OPTS = (
+    Opt(("--rootfs",), "rootfs", "run in this root filesystem (pivot_root), with /proc, /dev, "
+        "/sys; / for the host's files", "DIR"),
+    Opt(("-v", "--volume"), "volume", "bind-mount a host path (ro: read-only)",
+        "HOST_PATH:PATH[:ro]", True, convert=_volume),
+    Opt(("--read-only",), "read_only", "mount the rootfs read-only (writable /tmp and /run)"),
+)
+
+
 def _publish(value: str) -> object:
     from nspod.portmap import parse_publish
 
@@ -153,8 +168,10 @@ VERBS = {
                 Opt(("--add-host",), "add_host", "a line NAME -> IP in the pod's /etc/hosts",
                     "NAME:IP", True, convert=_add_host),
                 *SECURITY_OPTS,
+                *ROOTFS_OPTS,
             ),
             details="Prints the pod's name (one is generated when none is given).\n"
+            "--rootfs, -v and --read-only are defaults for every join.\n"
             "Environment: NSPOD_BRIDGE (nspod0), NSPOD_SUBNET (10.88.0.0/16),\n"
             "NSPOD_NFT_TABLE (nspod).\n"
             "--cap-add, --cap-drop and --privileged are defaults for every join.\n"
@@ -174,6 +191,7 @@ VERBS = {
                 Opt(("-u", "--user"), "user", "run as UID[:GID] or NAME[:GROUP] (names from the "
                     "member's /etc/passwd and /etc/group)", "USER"),
                 *SECURITY_OPTS,
+                *ROOTFS_OPTS,
             ),
             command=True,
             details="In the foreground, stdin, stdout and stderr are the caller's; SIGINT, SIGTERM,\n"
@@ -291,6 +309,9 @@ def cmd_create(a: Parsed, root: str | None) -> int:
         add_hosts=tuple(a.add_host),
         limits=Limits(memory=a.memory, pids=a.pids, cpus=a.cpus),
         security=_security(a),
+        rootfs=a.rootfs,
+        volumes=tuple(a.volume),
+        read_only=a.read_only,
     )
     rec = pod.create(_store(root), spec)
     print(rec.name)
@@ -310,7 +331,8 @@ def cmd_join(a: Parsed, root: str | None) -> int:
         raise UsageError("join: -d and -t do not go together")
     spec = member.JoinSpec(pod=a.pod, argv=a.command, env=dict(a.env), cwd=a.workdir,
                            detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,
-                           security=_security(a), user=a.user)
+                           security=_security(a), user=a.user, rootfs=a.rootfs,
+                           volumes=tuple(a.volume), read_only=a.read_only)
     name, code = member.join(_root(root), spec)
     if a.detach:
         print(name)

@@ -19,7 +19,7 @@ from nspod.errors import NoSuchPod, NspodError, PodNotRunning, UsageError, os_re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from typing import Any
 
 NS_KINDS = ("ipc", "uts", "net", "pid", "mnt")
@@ -66,7 +66,7 @@ def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
 
 class JoinSpec:
     __slots__ = ("pod", "argv", "env", "cwd", "detach", "name", "tty", "interactive",
-                 "security", "user")
+                 "security", "user", "rootfs", "volumes", "read_only")
 
     def __init__(
         self,
@@ -80,6 +80,9 @@ class JoinSpec:
         interactive: bool = False,
         security: Any = None,  # security.SecurityOpts, on top of the pod's defaults
         user: str | None = None,  # UID[:GID] or NAME[:GROUP], looked up in the member's root
+        rootfs: str | None = None,  # overrides the pod's
+        volumes: Sequence[Any] = (),  # rootfs.Volume, added to the pod's
+        read_only: bool = False,
     ) -> None:
         self.pod = pod
         self.argv = argv
@@ -91,6 +94,9 @@ class JoinSpec:
         self.interactive = interactive
         self.security = security
         self.user = user
+        self.rootfs = rootfs
+        self.volumes = volumes
+        self.read_only = read_only
 
 
 def _generate_name(pod: Pod, argv0: str) -> str:
@@ -218,10 +224,17 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
     host's mounts), then the filesystem, then /proc masks, user and
     capabilities last, since they take away the rights the steps before need.
     """
-    from nspod import cgroups, etcfiles, security
+    from nspod import cgroups, etcfiles, rootfs, security
 
     pod_spec = pod.rec.get("spec", {})
     etc = pod.path("etc")
+    root = rootfs.check_rootfs(spec.rootfs) if spec.rootfs else pod_spec.get("rootfs")
+    if root == "/":  # --rootfs /: the host's files, overriding the pod's rootfs
+        root = None
+    volumes = [rootfs.Volume.from_list(v) for v in pod_spec.get("volumes", [])]
+    volumes += list(spec.volumes)
+    rootfs.check_volumes(volumes)
+    read_only = spec.read_only or bool(pod_spec.get("read_only"))
     policy = security.resolve(security.SecurityOpts.from_spec(pod_spec),
                               spec.security or security.SecurityOpts(), spec.user)
     cgroup_fds = cgroups.open_procs(pod_spec.get("cgroups", []))
@@ -229,8 +242,16 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
 
     def prepare() -> dict[str, str]:
         cgroups.enter(cgroup_fds)
-        # the pod's /etc/hosts, hostname, resolv.conf over the host's, privately
-        etcfiles.bind_into(etc, "/")
+        if root:
+            # what runs after the pivot must already be imported: the new root
+            # has no Python (python-prctl's C module, for capabilities)
+            security.preload()
+            rootfs.enter(root, volumes, read_only,
+                         etc if os.path.isdir(etc) else None)
+        else:
+            # the pod's /etc/hosts, hostname, resolv.conf over the host's, privately
+            etcfiles.bind_into(etc, "/")
+            rootfs.bind_volumes(volumes)
         env = security.apply_security(policy, "/")
         return {k: v for k, v in env.items() if k not in explicit}  # -e wins
 

@@ -42,7 +42,7 @@ NET_MODES = ("bridge", "none", "host")
 
 class CreateSpec:
     __slots__ = ("name", "hostname", "net", "ip", "ports", "dns", "add_hosts", "extra",
-                 "limits", "security")
+                 "limits", "security", "rootfs", "volumes", "read_only")
 
     def __init__(
         self,
@@ -56,6 +56,9 @@ class CreateSpec:
         extra: dict[str, Any] | None = None,
         limits: cgroups.Limits | None = None,
         security: SecurityOpts | None = None,  # defaults of every join
+        rootfs: str | None = None,  # default root filesystem of every join
+        volumes: tuple[Any, ...] = (),  # rootfs.Volume, for every join
+        read_only: bool = False,
     ) -> None:
         self.name = name
         self.hostname = hostname
@@ -67,6 +70,9 @@ class CreateSpec:
         self.extra = extra or {}
         self.limits = limits or cgroups.Limits()
         self.security = security or SecurityOpts()
+        self.rootfs = rootfs
+        self.volumes = volumes
+        self.read_only = read_only
 
 
 def checkpoint(step: str) -> None:
@@ -96,6 +102,10 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
         check_name(hostname, "hostname")
     check_net(spec)
     require_root("create")
+    from nspod import rootfs
+
+    root = rootfs.check_rootfs(spec.rootfs) if spec.rootfs else None
+    rootfs.check_volumes(spec.volumes)
     store.ensure()
     gc_light(store)
     if name is None:
@@ -122,6 +132,8 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
             state="running",
             spec={"net": spec.net, "ip": spec.ip, "ports": [p.to_dict() for p in spec.ports],
                   "dns": list(spec.dns), "add_hosts": [list(h) for h in spec.add_hosts],
+                  "rootfs": root, "volumes": [v.to_list() for v in spec.volumes],
+                  "read_only": spec.read_only,
                   **spec.extra, **spec.limits.to_spec(), **spec.security.to_spec()},
         )
         if spec.net == "bridge":

@@ -300,6 +300,11 @@ def _set_ids(user: ExecUser) -> None:
         raise NspodError(f"switch to uid {user.uid} gid {user.gid}: {os_reason(e)}") from e
 
 
+def preload() -> None:
+    """Imports now what apply_security needs, for a caller about to leave the host's files."""
+    import _prctl  # noqa: F401
+
+
 def apply_security(policy: Policy, root: str = "/") -> dict[str, str]:
     """Gives this process (a member before exec) what policy allows, no more.
 

@@ -132,6 +132,10 @@ def _pause_child(spec: PauseSpec, w: int, binfd: int, recfd: int, logfd: int) ->
     try:
         step = "mount the pod's /proc"
         sc.mount("proc", "/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+        step = "mount the pod's /dev/shm"
+        # IPC is the pod's: so is its POSIX shared memory (shm_overview(7)).
+        sc.mount("shm", "/dev/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
+                 "mode=1777,size=65536k")
         step = "set the hostname"
         sc.sethostname(spec.hostname)
         if spec.new_net:

@@ -1,0 +1,249 @@
+"""Issue 5: every joined process in its own root, with /proc, /dev, /sys and volumes,
+and nothing of the host reachable from it."""
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOTFS, PodEnv
+
+pytestmark = pytest.mark.root
+
+BREAKOUT_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+/* The classic chroot escape: chroot into a subdirectory, climb out of it
+   with "..", chroot to where that leads, and read what is there. */
+int main(void)
+{
+    char buf[256];
+    int fd, i;
+    ssize_t n;
+    mkdir("/tmp/jail", 0755);
+    if (chroot("/tmp/jail") != 0) { perror("chroot"); return 2; }
+    for (i = 0; i < 64; i++)
+        if (chdir("..") != 0) break;
+    if (chroot(".") != 0) { perror("chroot ."); return 2; }
+    fd = open("/etc/os-release", O_RDONLY);
+    if (fd < 0) { perror("open"); return 3; }
+    n = read(fd, buf, sizeof(buf) - 1);
+    buf[n > 0 ? n : 0] = 0;
+    fputs(buf, stdout);
+    return 0;
+}
+"""
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Iterator[Path]:
+    """A private copy of the busybox rootfs (tests/rootfs, made by make rootfs)."""
+    if not (ROOTFS / "bin" / "busybox").exists():
+        pytest.fail(f"{ROOTFS} missing: run make rootfs")
+    dest = tmp_path / "rootfs"
+    shutil.copytree(ROOTFS, dest, symlinks=True)
+    yield dest
+
+
+@pytest.fixture
+def marker() -> Iterator[Path]:
+    """A file on the host that no process with a rootfs may read."""
+    d = Path(f"/tmp/nspod-marker-{uuid.uuid4().hex[:8]}")
+    d.mkdir()
+    (d / "secret").write_text("host secret\n")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def run_in(e: PodEnv, pod: str, script: str, *opts: str) -> subprocess.CompletedProcess[str]:
+    return e.run("join", *opts, pod, "--", "sh", "-c", script)
+
+
+def test_member_sees_its_rootfs_and_the_pods_proc(pod_env: PodEnv, rootfs: Path) -> None:
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    r = run_in(pod_env, "p", "cat /etc/os-release; cat /proc/1/cmdline; echo; ls /")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "nspod-busybox"
+    assert lines[1].rstrip("\0").endswith("pause")
+    assert "busybox" not in lines[2:] and "bin" in lines[2:]
+    assert not any(n in lines[2:] for n in ("work", "boot", "lib64", "usr", "opt")[:1])
+    # the pod's processes only
+    ps = run_in(pod_env, "p", "ps -o pid,comm").stdout.split()
+    assert "pause" in ps and "sh" not in ps[0]
+
+
+def test_minimal_dev(pod_env: PodEnv, rootfs: Path) -> None:
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    r = run_in(pod_env, "p", "ls /dev; head -c 4 /dev/zero | wc -c; head -c 8 /dev/urandom | wc -c;"
+               " echo x > /dev/null && echo null-ok; readlink /dev/fd; readlink /dev/ptmx")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.split()
+    for node in ("null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm",
+                 "mqueue", "fd", "stdin", "stdout", "stderr"):
+        assert node in out, node
+    for absent in ("vda", "sda", "mem", "kmsg", "port", "nvme0", "loop0"):
+        assert absent not in out, absent
+    assert "null-ok" in out and "/proc/self/fd" in out and "pts/ptmx" in out
+    assert out.count("4") >= 1 and "8" in out
+
+
+def test_dev_shm_is_shared_pod_wide(pod_env: PodEnv, rootfs: Path) -> None:
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    assert run_in(pod_env, "p", "echo shared > /dev/shm/f").returncode == 0
+    assert run_in(pod_env, "p", "cat /dev/shm/f").stdout == "shared\n"
+    # a member on the host's files (--rootfs /) sees the pod's /dev/shm too, not the host's
+    r = pod_env.run("join", "--rootfs", "/", "p", "--", "cat", "/dev/shm/f")
+    assert r.stdout == "shared\n", r.stderr
+    assert not Path("/dev/shm/f").exists() or Path("/dev/shm/f").read_text() != "shared\n"
+    # and the same file is not in another pod
+    pod_env.create("q", "--net", "none")
+    assert pod_env.run("join", "q", "--", "cat", "/dev/shm/f").returncode != 0
+
+
+def test_volumes_rw_and_ro(pod_env: PodEnv, rootfs: Path, tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "in").write_text("from host\n")
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs), "-v", f"{vol}:/data")
+    r = run_in(pod_env, "p", "cat /data/in; echo from pod > /data/out")
+    assert r.returncode == 0 and r.stdout == "from host\n", r.stderr
+    assert (vol / "out").read_text() == "from pod\n"
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    r = run_in(pod_env, "p", "touch /ro/x", "-v", f"{ro}:/ro:ro")
+    assert r.returncode != 0 and "Read-only file system" in r.stderr
+    assert not (ro / "x").exists()
+    # a target missing in the rootfs is made inside it
+    r = run_in(pod_env, "p", "ls /new/deep", "-v", f"{vol}:/new/deep")
+    assert r.returncode == 0 and "in" in r.stdout
+    assert (rootfs / "new" / "deep").is_dir()
+
+
+def test_missing_volume_source_and_bad_spec(pod_env: PodEnv, rootfs: Path) -> None:
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    r = pod_env.run("join", "-v", "/no/such/path:/x", "p", "--", "true")
+    assert r.returncode == 125 and "/no/such/path" in r.stderr
+    r = pod_env.run("join", "-v", "relative:/x", "p", "--", "true")
+    assert r.returncode == 2
+    r = pod_env.run("create", "q", "-v", "/no/such:/x")
+    assert r.returncode == 125 and not (pod_env.root / "pods" / "q").exists()
+
+
+def test_symlink_in_rootfs_cannot_redirect_a_mount_to_the_host(
+        pod_env: PodEnv, rootfs: Path, marker: Path, tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (rootfs / "evil").symlink_to(str(marker))  # absolute: means the rootfs's own /tmp/...
+    (rootfs / "up").symlink_to("../../../../../../../../" + str(marker).lstrip("/"))
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    for target in ("/evil/sub", "/up/sub2"):
+        run_in(pod_env, "p", "true", "-v", f"{vol}:{target}")
+    assert sorted(p.name for p in marker.iterdir()) == ["secret"]  # nothing made on the host
+    assert (rootfs / str(marker).lstrip("/") / "sub").is_dir()  # it went inside the rootfs
+    # /etc/hosts as a symlink out of the rootfs: the pod's file lands inside, not on the host
+    hosts = rootfs / "etc" / "hosts"
+    if hosts.exists() or hosts.is_symlink():
+        hosts.unlink()
+    hosts.symlink_to(str(marker / "secret"))
+    run_in(pod_env, "p", "true")
+    assert (marker / "secret").read_text() == "host secret\n"
+
+
+def test_no_host_file_is_reachable(pod_env: PodEnv, rootfs: Path, marker: Path) -> None:
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    pod_env.run("join", "-d", "--name", "other", "p", "--", "sleep", "60", check=True)
+    secret = marker / "secret"
+    script = (f"cat {secret}; cat /proc/1/root{secret}; ls /proc/1/root/; ls /proc/1/cwd/;"
+              f" for p in /proc/[0-9]*; do cat $p/root{secret} $p/cwd{secret}; done;"
+              " cat /proc/1/root/etc/os-release; echo done")
+    r = run_in(pod_env, "p", script)
+    assert "host secret" not in r.stdout
+    assert r.stdout.rstrip().endswith("done")
+    # other members' roots are the rootfs, never the host's
+    r = run_in(pod_env, "p", "for p in /proc/[0-9]*; do cat $p/root/etc/os-release; done")
+    assert set(r.stdout.split()) <= {"nspod-busybox"}
+
+
+def test_chroot_breakout_is_contained(pod_env: PodEnv, rootfs: Path, tmp_path: Path) -> None:
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler")
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "breakout.c").write_text(BREAKOUT_C)
+    subprocess.run(["cc", "-static", "-O1", "-o", str(tools / "breakout"),
+                    str(tools / "breakout.c")], check=True)
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    r = pod_env.run("join", "-v", f"{tools}:/tools:ro", "p", "--", "/tools/breakout")
+    assert r.returncode == 0, r.stderr  # it ran, with CAP_SYS_CHROOT, as containers allow
+    assert r.stdout.strip() == "nspod-busybox"  # and found the rootfs, not the host
+
+
+def test_no_mount_shows_on_the_host_or_stays(pod_env: PodEnv, rootfs: Path, tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    before = Path("/proc/self/mounts").read_text()
+    pod_env.run("join", "-d", "--name", "m", "p", "-v", f"{vol}:/data", "--",
+                "sleep", "2", check=True)
+    during = Path("/proc/self/mounts").read_text()
+    assert during == before
+    assert str(rootfs) not in during
+    pod_env.run("stop", "-t", "0", "p", check=True)
+    assert str(rootfs) not in Path("/proc/self/mounts").read_text()
+
+
+def test_rootfs_errors(pod_env: PodEnv, rootfs: Path, tmp_path: Path) -> None:
+    r = pod_env.run("create", "p", "--rootfs", str(tmp_path / "missing"))
+    assert r.returncode == 125 and "no such directory" in r.stderr
+    assert not (pod_env.root / "pods" / "p").exists()
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = pod_env.run("create", "p", "--rootfs", str(f))
+    assert r.returncode == 125 and "not a directory" in r.stderr
+    pod_env.create("p", "--net", "none")
+    r = pod_env.run("join", "--rootfs", str(tmp_path / "missing"), "p", "--", "true")
+    assert r.returncode == 125
+    r = pod_env.run("join", "--rootfs", str(rootfs), "p", "--", "no-such-cmd")
+    assert r.returncode == 127
+    (rootfs / "notexec").write_text("#!/bin/sh\n")
+    r = pod_env.run("join", "--rootfs", str(rootfs), "p", "--", "/notexec")
+    assert r.returncode == 126
+
+
+def test_join_rootfs_overrides_the_pods(pod_env: PodEnv, rootfs: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(rootfs, other, symlinks=True)
+    (other / "etc" / "os-release").write_text("other-root\n")
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    assert run_in(pod_env, "p", "cat /etc/os-release").stdout == "nspod-busybox\n"
+    r = run_in(pod_env, "p", "cat /etc/os-release", "--rootfs", str(other))
+    assert r.stdout == "other-root\n"
+    # without any rootfs, a member keeps the host's files with the pod's /proc
+    pod_env.create("h", "--net", "none")
+    r = pod_env.run("join", "h", "--", "cat", "/proc/1/cmdline")
+    assert r.stdout.split("\0")[0].endswith("pause")
+    assert Path(pod_env.run("join", "h", "--", "readlink", "-f", "/etc/os-release")
+                .stdout.strip()).exists()
+
+
+def test_read_only_rootfs(pod_env: PodEnv, rootfs: Path) -> None:
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs), "--read-only")
+    r = run_in(pod_env, "p", "touch /x 2>&1; touch /tmp/y && touch /run/z && echo writable")
+    assert "Read-only file system" in r.stdout and "writable" in r.stdout
+    assert not (rootfs / "x").exists() and not (rootfs / "tmp" / "y").exists()
+
+
+def test_user_names_come_from_the_rootfs(pod_env: PodEnv, rootfs: Path) -> None:
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    r = pod_env.run("join", "--user", "www", "p", "--", "id")
+    assert r.returncode == 0, r.stderr
+    assert "uid=33(www)" in r.stdout and "gid=33(www)" in r.stdout and "100(users)" in r.stdout
+    r = pod_env.run("join", "--user", "nosuchuser", "p", "--", "id")
+    assert r.returncode == 125
