@@ -7,7 +7,8 @@ APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev musl-tools \
 	nftables iproute2 procps nginx-light busybox-static curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv install test unit integration demo bench lint rootfs clean
+.PHONY: setup apt venv install test unit integration demo bench bench-setup lint rootfs clean \
+	vm-test vm-destroy lab-setup
 
 setup: apt venv install rootfs
 
@@ -51,8 +52,28 @@ demo:
 bench:
 	$(PY) bench/bench.py
 
+# The tools the benchmark compares with: not needed to run nspod.
+bench-setup: setup
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+		podman catatonit tini
+	$(PY) -m pip install -q matplotlib
+
+# The Vagrant lab: a Debian 12 VM with a stock kernel and cgroup v2.
+lab-setup:
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends vagrant
+
+vm-test:
+	vagrant up --provision
+	vagrant rsync
+	vagrant ssh -c 'cd ~/nspod && sudo make setup && sudo make test'
+
+vm-destroy:
+	vagrant destroy -f
+
 lint:
-	$(VENV)/bin/ruff check nspod tests bench || true
+	$(PY) -m pip install -q ruff mypy
+	$(VENV)/bin/ruff check nspod tests bench
+	$(VENV)/bin/mypy nspod
 
 clean:
 	rm -rf build *.egg-info nspod/_core*.so nspod/pause tests/rootfs
