@@ -4,7 +4,6 @@ import json
 import subprocess
 
 import pytest
-
 from conftest import REPO, is_root
 
 pytestmark = pytest.mark.root
