@@ -382,7 +382,8 @@ def report(r: dict[str, float]) -> str:
         f"nspod {ratio('nspod_create_p_rm_ms', 'by_hand_cycle_ms'):.2f}x this"
         if ratio("nspod_create_p_rm_ms", "by_hand_cycle_ms") else "")
     row("  podman pod create+start+rm", r.get("podman_cycle_ms"), "ms")
-    row("pause RSS", r.get("pause_rss_kb"), "kB", "", f"<= 32 kB: {verdict(r.get('pause_rss_kb'), 32)}")
+    row("pause RSS", r.get("pause_rss_kb"), "kB", "",
+        f"<= 32 kB: {verdict(r.get('pause_rss_kb'), 32)}")
     row("pause anonymous", r.get("pause_anon_kb"), "kB")
     for other in ("pause_glibc", "catatonit", "tini"):
         row(f"{other} RSS", r.get(f"{other}_rss_kb"), "kB",
