@@ -113,14 +113,15 @@ def parse(verb: Verb, argv: list[str]) -> Parsed:
                     name, eq, inline = arg[:2], "=", arg[2:]
                 else:
                     for ch in arg[1:]:
-                        o = opts.get("-" + ch)
-                        if o is None or o.takes_value:
+                        flag = opts.get("-" + ch)
+                        if flag is None or flag.takes_value:
                             raise UsageError(f"{verb.name}: unknown option -{ch} in {arg}")
-                        values[o.dest] = True
+                        values[flag.dest] = True
                     continue
-            o = opts.get(name)
-            if o is None:
+            found = opts.get(name)
+            if found is None:
                 raise UsageError(f"{verb.name}: unknown option {name}")
+            o = found
             if not o.takes_value:
                 if eq:
                     raise UsageError(f"{verb.name}: option {name} takes no value")

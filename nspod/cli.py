@@ -11,7 +11,7 @@ from nspod.errors import USAGE, NspodError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~13 ms to import: join must start fast
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 GLOBAL_HELP = """\
 usage: nspod [--root DIR] [--debug] VERB [OPTIONS] ...
@@ -423,7 +423,7 @@ def _json(obj: object) -> str:
     return json.dumps(obj, indent=2)
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def _table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -112,8 +112,8 @@ def allocate(store: Store, subnet: Subnet, pod: str, want: str | None = None) ->
     with store.global_lock("ipam"):
         os.makedirs(d, mode=0o755, exist_ok=True)
         if want is not None:
-            addr = ipaddress.IPv4Address(want)
-            if not subnet.contains(addr):
+            wanted = ipaddress.IPv4Address(want)
+            if not subnet.contains(wanted):
                 raise AddressUnavailable(
                     f"address {want}: outside the pod addresses of {subnet.net} "
                     f"({subnet.net.network_address + 2} to {subnet.net.broadcast_address - 1})"

@@ -135,7 +135,7 @@ class Rtnl:
 
     def wait(self, seq: int, what: str) -> list[bytes]:
         """Replies to request seq up to its ack; raises OSError(what) on an error ack."""
-        out = []
+        out: list[bytes] = []
         while True:
             data = self.sock.recv(65536)
             off = 0

@@ -164,6 +164,7 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
             log=os.path.join(pdir, "pause.log"),
             new_net=net != "host",
             chroot=os.path.join(pdir, "root"),
+            tag=pdir,
         )
     )
     undo.callback(spawn.kill_and_forget, pid)
@@ -184,7 +185,7 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
     etcfiles.write_files(os.path.join(pdir, "etc"), etcfiles.EtcSpec(
         name=rec.name, hostname=rec.hostname, net=net, ip=rec.net.get("ip"),
         dns=tuple(rec.spec.get("dns", ())),
-        add_hosts=tuple(tuple(h) for h in rec.spec.get("add_hosts", ()))))  # type: ignore[misc]
+        add_hosts=tuple((str(h[0]), str(h[1])) for h in rec.spec.get("add_hosts", ()))))
     checkpoint("files")
     rec.pid, rec.pid_start = pid, start
     rec.state = "running"
@@ -610,7 +611,7 @@ def gc(store: Store) -> list[str]:
     """
     require_root("gc")
     removed = []
-    roots = _process_roots()  # one scan of /proc for every pod
+    tags = _pause_tags()  # one scan of /proc for every pod
     for pdir in store.dirs():
         name = os.path.basename(pdir)
         with store.try_lock(name) as locked:
@@ -625,7 +626,7 @@ def gc(store: Store) -> list[str]:
                     continue
                 if rec.state == "running" and rec.pause.alive():
                     continue
-            for pid in _pauses_of(pdir, roots):
+            for pid in _pauses_of(pdir, tags):
                 spawn.kill_and_forget(pid)
             _release_all(store, pdir)
             with contextlib.suppress(NspodError, OSError):
@@ -644,26 +645,34 @@ def gc(store: Store) -> list[str]:
     return removed
 
 
-def _process_roots() -> dict[str, list[int]]:
-    """Root directory -> pids, for every process (pause's root names its pod)."""
-    roots: dict[str, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                roots.setdefault(os.readlink(f"/proc/{entry.name}/root"), []).append(
-                    int(entry.name))
-            except OSError:
-                continue
-    return roots
+def _pause_tags() -> dict[str, list[int]]:
+    """Pod directory -> pids of the pauses started for it (NSPOD_POD in their environment).
 
-
-def _pauses_of(pdir: str, roots: dict[str, list[int]]) -> list[int]:
-    """Live pause processes of a pod dir, found by pause.pid and by pause's root.
-
-    A create killed before it wrote pause.pid still left a pause chrooted in
-    pdir/root: /proc/PID/root names it.
+    pause's root is a detached tmpfs, so /proc/PID/root cannot name its pod;
+    its environment, readable by root, does.
     """
-    pids = set(roots.get(os.path.join(pdir, "root"), []))
+    tags: dict[str, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                env = f.read(4096)
+        except OSError:
+            continue
+        if env.startswith(b"NSPOD_POD="):
+            tag = env[len(b"NSPOD_POD="):].split(b"\0", 1)[0].decode(errors="replace")
+            tags.setdefault(tag, []).append(int(entry.name))
+    return tags
+
+
+def _pauses_of(pdir: str, tags: dict[str, list[int]]) -> list[int]:
+    """Live pause processes of a pod dir, found by pause.pid and by their tag.
+
+    A create killed before it wrote pause.pid still left a pause whose
+    environment names pdir.
+    """
+    pids = set(tags.get(pdir, []))
     try:
         pid, start = (int(x) for x in lean.read_text(os.path.join(pdir, "pause.pid")).split())
         if ProcId(pid, start).alive():

@@ -166,10 +166,16 @@ def _mount_at(root_fd: int, path: str, source: str | None, fstype: str | None, f
         os.close(fd)
 
 
-def _remount_ro(root_fd: int, path: str, extra: int = 0) -> None:
+def _remount(root_fd: int, path: str, flags: int) -> None:
+    """Sets a bind mount's flags (mount(2): MS_BIND|MS_REMOUNT replaces them all).
+
+    nodev always: a member may mknod (CAP_MKNOD is in the default set), but
+    never open a device node it made, on its root or its volumes; the nodes of
+    its /dev are bind mounts of their own.
+    """
     fd = resolve_in(root_fd, path)
     try:
-        sc.mount(None, _fd_path(fd), None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | extra)
+        sc.mount(None, _fd_path(fd), None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_NODEV | flags)
     finally:
         os.close(fd)
 
@@ -179,7 +185,7 @@ def _remount_ro(root_fd: int, path: str, extra: int = 0) -> None:
 
 def _make_dev(root_fd: int) -> None:
     """A minimal /dev on tmpfs: the usual nodes bound from the host's, a private devpts."""
-    _mount_at(root_fd, "/dev", "tmpfs", "tmpfs", sc.MS_NOSUID | sc.MS_NOEXEC,
+    _mount_at(root_fd, "/dev", "tmpfs", "tmpfs", sc.MS_NOSUID | sc.MS_NOEXEC | sc.MS_NODEV,
               "mode=755,size=65536k")
     dev = resolve_in(root_fd, "/dev")
     try:
@@ -219,6 +225,8 @@ def enter(rootfs: str, volumes: Sequence[Volume], read_only: bool, etc_dir: str 
         sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
         root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
+            step = "rootfs nodev"
+            _remount(root_fd, "/", 0)
             step = "mount /proc"
             _mount_at(root_fd, "/proc", "proc", "proc", NOSUID_NODEV_NOEXEC)
             step = "mount /sys"
@@ -236,7 +244,7 @@ def enter(rootfs: str, volumes: Sequence[Volume], read_only: bool, etc_dir: str 
                         _mount_at(root_fd, f"/etc/{name}", src, None, sc.MS_BIND, create="file")
             if read_only:
                 step = "read-only rootfs"
-                _remount_ro(root_fd, "/")
+                _remount(root_fd, "/", sc.MS_RDONLY)
                 taken = {v.target for v in volumes}
                 for d in ("/tmp", "/run"):
                     if d not in taken:
@@ -262,10 +270,9 @@ def _bind(root_fd: int, v: Volume) -> None:
         sc.mount(v.source, _fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
     finally:
         os.close(fd)
-    if v.read_only:
-        # A bind mount is read-only only after a remount (mount(2), MS_BIND),
-        # of the new mount: resolved again, since fd still names what is under it.
-        _remount_ro(root_fd, v.target)
+    # Read-only (and nodev) only after a remount (mount(2), MS_BIND), of the new
+    # mount: resolved again, since fd still names what is under it.
+    _remount(root_fd, v.target, sc.MS_RDONLY if v.read_only else 0)
 
 
 def bind_volumes(volumes: Sequence[Volume]) -> None:

@@ -100,6 +100,9 @@ class SecurityOpts:
     """What the user asked for: on create (the pod's defaults) or on join. Immutable."""
 
     __slots__ = ("cap_add", "cap_drop", "privileged")
+    cap_add: tuple[str, ...]
+    cap_drop: tuple[str, ...]
+    privileged: bool
 
     def __init__(self, cap_add: Sequence[str] = (), cap_drop: Sequence[str] = (),
                  privileged: bool = False) -> None:

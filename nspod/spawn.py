@@ -57,7 +57,7 @@ def _why(e: BaseException) -> str:
 
 
 class PauseSpec:
-    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare")
+    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare", "tag")
 
     def __init__(
         self,
@@ -65,8 +65,9 @@ class PauseSpec:
         records: str,  # directory pause writes member exit records into
         log: str,  # pause's stderr
         new_net: bool = True,
-        chroot: str | None = None,  # pause's own root: an empty directory
+        chroot: str | None = None,  # where pause's own root, an empty tmpfs, is made
         prepare: Callable[[], None] | None = None,  # runs as PID 1 before exec (cgroup, ...)
+        tag: str = "",  # NSPOD_POD in pause's environment: gc finds a lost pause by it
     ) -> None:
         self.hostname = hostname
         self.records = str(records)
@@ -74,6 +75,7 @@ class PauseSpec:
         self.new_net = new_net
         self.chroot = None if chroot is None else str(chroot)
         self.prepare = prepare
+        self.tag = tag
 
 
 def start_pause(spec: PauseSpec) -> int:
@@ -84,7 +86,6 @@ def start_pause(spec: PauseSpec) -> int:
     r, w = os.pipe2(os.O_CLOEXEC)
     flags = PAUSE_NS_FLAGS if spec.new_net else PAUSE_NS_FLAGS & ~sc.CLONE_NEWNET
     binfd = os.open(PAUSE_BIN, os.O_RDONLY | os.O_CLOEXEC)
-    recfd = os.open(spec.records, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     logfd = os.open(spec.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     c = os.fork()
     if c == 0:
@@ -99,13 +100,13 @@ def start_pause(spec: PauseSpec) -> int:
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
             p1 = os.fork()
             if p1 == 0:
-                _pause_child(spec, w, binfd, recfd, logfd)
+                _pause_child(spec, w, binfd, logfd)
             os.write(w, b"P%d\n" % p1)
             os._exit(0)
         except BaseException as e:  # noqa: BLE001 - reported through the pipe
             _report(w, b"E", f"{step}: {_why(e)}")
             os._exit(1)
-    for fd in (w, binfd, recfd, logfd):
+    for fd in (w, binfd, logfd):
         os.close(fd)
     out = b""
     while chunk := os.read(r, 4096):
@@ -126,7 +127,23 @@ def start_pause(spec: PauseSpec) -> int:
     return pid
 
 
-def _pause_child(spec: PauseSpec, w: int, binfd: int, recfd: int, logfd: int) -> None:
+def _detached(path: str, source: str | None, fstype: str | None, flags: int,
+              data: str | None = None) -> int:
+    """Mounts at path, opens the mount's root, detaches the mount; returns the fd.
+
+    The mount lives on, attached nowhere: `..` from its root leads nowhere, so
+    a process that reaches it through /proc/PID/{root,cwd,fd} of pause (a
+    member with CAP_SYS_PTRACE, say) sees only what is inside, never the
+    host's tree around it.
+    """
+    sc.mount(source, path, fstype, flags, data)
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    finally:
+        sc.umount2(path, sc.MNT_DETACH)
+
+
+def _pause_child(spec: PauseSpec, w: int, binfd: int, logfd: int) -> None:
     """PID 1 of the new namespaces: finish the pod's setup, then exec pause."""
     step = "start"
     try:
@@ -145,6 +162,8 @@ def _pause_child(spec: PauseSpec, w: int, binfd: int, recfd: int, logfd: int) ->
             step = "prepare pause"
             spec.prepare()
         os.setsid()
+        step = "open the exit records directory"
+        recfd = _detached(spec.records, spec.records, None, sc.MS_BIND)
         step = "set up pause's descriptors"
         null = os.open("/dev/null", os.O_RDWR)
         os.dup2(null, 0)
@@ -154,13 +173,16 @@ def _pause_child(spec: PauseSpec, w: int, binfd: int, recfd: int, logfd: int) ->
         os.closerange(4, binfd)
         os.closerange(binfd + 1, 65536)
         if spec.chroot is not None:
-            # pause's /proc/1/root and cwd then show an empty directory, not the host
+            # pause's /proc/1/root and cwd: an empty read-only tmpfs, attached nowhere
             step = "enter pause's empty root"
-            os.chroot(spec.chroot)
+            os.fchdir(_detached(spec.chroot, "pause", "tmpfs",
+                                sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
+                                "mode=0555,size=4k,nr_inodes=1"))
+            os.chroot(".")
         os.chdir("/")
         step = "exec pause"
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        os.execve(binfd, ["/pause"], {})
+        os.execve(binfd, ["/pause"], {"NSPOD_POD": spec.tag} if spec.tag else {})
     except BaseException as e:  # noqa: BLE001 - reported through the pipe
         _report(w, b"E", f"{step}: {_why(e)}")
     os._exit(1)
@@ -248,6 +270,7 @@ def start_member(spec: MemberSpec, on_started: Callable[[int, int, int], None]) 
     child.close()
     try:
         logger_pid = 0
+        msg = b""
         while True:
             msg, anc, _, _ = parent.recvmsg(512, _socket.CMSG_SPACE(UCRED.size))
             if msg.startswith(b"L"):
@@ -446,7 +469,7 @@ def wait_member(
             if status is not None:
                 return status
             if time.monotonic() > deadline or not pause_alive():
-                return signal.SIGKILL  # the pod died under it
+                return int(signal.SIGKILL)  # the pod died under it
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
     finally:

@@ -101,6 +101,26 @@ class PodEnv:
         return [p for p in pids if p]
 
 
+def pause_tag(pid: int) -> str:
+    """The pod directory a pause was started for (NSPOD_POD in its environment), or ""."""
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return ""
+    if not env.startswith(b"NSPOD_POD="):
+        return ""
+    return env[len(b"NSPOD_POD="):].split(b"\0", 1)[0].decode(errors="replace")
+
+
+def pauses_under(root: Path) -> list[int]:
+    """Live pause processes of pods under the state root `root`."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit() and pause_tag(int(p.name)).startswith(str(root) + "/"):
+            out += live_pids([int(p.name)])
+    return out
+
+
 def is_root() -> bool:
     return os.geteuid() == 0
 
@@ -182,7 +202,7 @@ def teardown_env(e: PodEnv) -> list[str]:
         e.run("rm", "-f", "-t", "0", name)
     # gc, if it exists, takes what a crashed create left
     e.run("gc")
-    for pid in live_pids(pids):
+    for pid in sorted(set(live_pids(pids)) | set(pauses_under(e.root))):
         problems.append(f"pause pid {pid} still alive after rm")
         try:
             os.kill(pid, 9)
@@ -261,12 +281,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         except OSError:
             continue
         if exe in exe_names and live_pids([int(p.name)]):
-            cwd_root = ""
-            try:
-                cwd_root = os.readlink(p / "root")
-            except OSError:
-                pass
-            if cwd_root.startswith(TEST_PREFIX):
+            if pause_tag(int(p.name)).startswith(TEST_PREFIX):
                 leaks.append(f"pause process {p.name}")
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     for m in re.finditer(r"^\d+: (" + LINK_PREFIX + r"[^:@]+)", links, re.M):

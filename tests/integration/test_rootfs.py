@@ -245,3 +245,26 @@ def test_user_names_come_from_the_rootfs(pod_env: PodEnv, rootfs: Path) -> None:
     assert "uid=33(www)" in r.stdout and "gid=33(www)" in r.stdout and "100(users)" in r.stdout
     r = pod_env.run("join", "--user", "nosuchuser", "p", "--", "id")
     assert r.returncode == 125
+
+
+def test_device_nodes_made_in_the_pod_cannot_be_opened(pod_env: PodEnv, rootfs: Path,
+                                                       tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs), "-v", f"{vol}:/vol")
+    # CAP_MKNOD is in the default set, as in podman; the node is useless all the same
+    for where in ("/", "/tmp/", "/dev/", "/vol/"):
+        r = run_in(pod_env, "p", f"mknod {where}mem2 c 1 1 && head -c 1 {where}mem2 | wc -c")
+        assert "Permission denied" in r.stderr and r.stdout.strip() in ("", "0"), (where, r)
+    assert run_in(pod_env, "p", "head -c 1 /dev/zero | wc -c").stdout.strip() == "1"
+
+
+def test_pause_is_no_way_out_even_with_sys_ptrace(pod_env: PodEnv, rootfs: Path,
+                                                    marker: Path) -> None:
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    r = pod_env.run("join", "--cap-add", "SYS_PTRACE", "p", "--", "sh", "-c",
+                    f"ls -a /proc/1/root/ /proc/1/root/../.. /proc/1/cwd/..; ls /proc/1/fd/3/..;"
+                    f" cat /proc/1/root/../../..{marker}/secret")
+    assert "host secret" not in r.stdout
+    listed = set(r.stdout.split())
+    assert not listed & {"bin", "etc", "usr", "proc", "tmp"}, r.stdout

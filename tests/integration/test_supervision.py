@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import NSPOD, PodEnv, live_pids
+from conftest import NSPOD, PodEnv, live_pids, pauses_under
 
 pytestmark = pytest.mark.root
 
@@ -203,10 +203,4 @@ def test_gc_cleans_up_after_a_create_killed_at_each_step(pod_env: PodEnv, step: 
         pod_env.run("rm", "-f", "crashy", check=True)
     assert not (pod_env.root / "pods" / "crashy").exists()
     assert str(pod_env.root) not in Path("/proc/self/mounts").read_text()
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                root = os.readlink(p / "root")
-            except OSError:
-                continue
-            assert not root.startswith(str(pod_env.root)), f"pause {p.name} left"
+    assert pauses_under(pod_env.root) == []
