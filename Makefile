@@ -60,7 +60,8 @@ bench-setup: setup
 
 # The Vagrant lab: a Debian 12 VM with a stock kernel and cgroup v2.
 lab-setup:
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends vagrant
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+		vagrant vagrant-libvirt
 
 # The first `vagrant up` boots, copies the tree and provisions (make setup); later
 # runs copy the current tree again (rsync) and re-run make setup, which is cheap.

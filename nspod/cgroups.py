@@ -458,3 +458,18 @@ def usage(dirs: Sequence[str]) -> Usage | None:
     if pids is None:
         pids = len(read_procs(dirs[0]))
     return Usage(mem, limit, cpu, pids, _number(_read_opt(f("pids", "pids.max"))))
+
+
+def oom_kills(dirs: Sequence[str]) -> int | None:
+    """How many processes the OOM killer has killed in the pod's cgroup, if known.
+
+    v1: `oom_kill N` in memory.oom_control; v2: `oom_kill N` in memory.events.
+    """
+    for d in dirs:
+        for name in ("memory.events", "memory.oom_control"):
+            text = _read_opt(os.path.join(d, name))
+            if text is not None:
+                value = _stat_value(text, "oom_kill")
+                if value is not None:
+                    return value
+    return None

@@ -179,6 +179,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                     os.close(fd)
             rec = {
                 "name": name, "argv": spec.argv, "host_pid": host_pid,
+                "oom_kills": _oom_kills(pod),
                 "pid_start": lean.proc_start(host_pid) or 0, "pod_pid": pod_pid,
                 "logger_pid": logger_pid, "started": started, "detached": spec.detach,
                 "tty": spec.tty,
@@ -256,6 +257,12 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
         return {k: v for k, v in env.items() if k not in explicit}  # -e wins
 
     return prepare, cgroup_fds
+
+
+def _oom_kills(pod: Pod) -> int | None:
+    from nspod import cgroups
+
+    return cgroups.oom_kills(pod.rec.get("spec", {}).get("cgroups") or [])
 
 
 def _drop_record(pod: Pod, name: str) -> None:
@@ -393,7 +400,20 @@ def _records(pod: Pod) -> Iterator[tuple[dict[str, Any], str]]:
 
 
 def member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
-    """('running' | 'exited (N)' | 'killed (SIGNAME)', finish time)."""
+    """('running' | 'exited (N)' | 'killed (SIGNAME)', finish time).
+
+    A SIGKILL while the pod's cgroup counted a new OOM kill reads
+    'killed (SIGKILL, out of memory)'.
+    """
+    state, finished = _member_state(pod, rec)
+    if state == "killed (SIGKILL)" and rec.get("oom_kills") is not None:
+        now = _oom_kills(pod)
+        if now is not None and now > rec["oom_kills"]:
+            state = "killed (SIGKILL, out of memory)"
+    return state, finished
+
+
+def _member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
     if "status" in rec:
         return describe_status(rec["status"]), rec.get("finished")
     try:

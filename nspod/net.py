@@ -18,11 +18,10 @@ Removing a link needs no pyroute2: delete_link sends RTM_DELLINK by hand.
 
 from __future__ import annotations
 
+import _socket as socket  # not `socket`: ~9 ms to import; rm deletes links with this module
 import errno
 import os
 import struct
-
-import _socket as socket  # not `socket`: ~9 ms to import; rm deletes links with this module
 
 from nspod import lean
 from nspod import syscalls as sc

@@ -20,10 +20,9 @@ The records make conflict checks O(1) and say which pod holds a port.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
-
-import _socket
 
 from nspod import lean
 from nspod.errors import NspodError, os_reason

@@ -1,7 +1,6 @@
 """Issue 5: every joined process in its own root, with /proc, /dev, /sys and volumes,
 and nothing of the host reachable from it."""
 
-import os
 import shutil
 import subprocess
 import uuid
@@ -9,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOTFS, PodEnv
 
 pytestmark = pytest.mark.root
