@@ -41,7 +41,9 @@ try:  # the networking figures plug in from beside this file (issue 4)
 except ImportError:  # pragma: no cover - before networking was merged
     net_bench = None  # type: ignore[assignment]
 
-BRIDGE, SUBNET, TABLE = "nsbench1", "10.198.0.0/16", "nspod_bench1"
+# names of this run's own (another session's bench on the machine keeps to its own)
+BRIDGE, SUBNET, TABLE = f"nsbench{os.getpid() % 100000}", "10.198.0.0/16", \
+    f"nspod_bench{os.getpid()}"
 ROOT_PREFIX = "nspod-bench-"  # every state root of the bench: /run/nspod-bench-*
 LOCK = Path("/run/nspod-bench.lock")
 SAMPLES: dict[str, list[float]] = {}  # figure -> every run, in ms (into bench.json)
@@ -107,8 +109,11 @@ def sweep_stale_roots() -> None:
             continue  # not ours to judge
         if owner != os.getpid() and _start_time(owner) is None:
             print(f"bench: removing the leftovers of a dead run: {root}", file=sys.stderr)
-            remove_root(root, dict(os.environ, NSPOD_ROOT=str(root), NSPOD_BRIDGE=BRIDGE,
-                                   NSPOD_SUBNET=SUBNET, NSPOD_NFT_TABLE=TABLE))
+            bridge, table = f"nsbench{owner % 100000}", f"nspod_bench{owner}"
+            remove_root(root, dict(os.environ, NSPOD_ROOT=str(root), NSPOD_BRIDGE=bridge,
+                                   NSPOD_SUBNET=SUBNET, NSPOD_NFT_TABLE=table))
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+            subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
 
 
 def leaks() -> list[str]:
@@ -150,6 +155,16 @@ def interleaved(fns: dict[str, Callable[[], float]], runs: int) -> dict[str, flo
     for key, ts in times.items():
         SAMPLES[key] = [round(t, 3) for t in ts]
     return {key: statistics.median(ts) for key, ts in times.items()}
+
+
+def _until_ok(cmd: list[str], tries: int = 5) -> None:
+    """Runs cmd until it succeeds (a container just started may not take exec yet)."""
+    for i in range(tries):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode == 0:
+            return
+        time.sleep(0.2 * (i + 1))
+    raise subprocess.CalledProcessError(r.returncode, cmd, r.stdout, r.stderr)
 
 
 def _help(verb: str) -> str:
@@ -234,6 +249,7 @@ def bench_join(runs: int) -> dict[str, float]:
             infra = subprocess.run(["podman", "pod", "inspect", name, "--format",
                                     "{{.InfraContainerID}}"], capture_output=True, text=True)
             cid = infra.stdout.strip()
+            _until_ok(["podman", "exec", cid, "/catatonit", "-V"])  # the infra is up
             out["podman_exec_ms"] = median_ms(
                 lambda: timed(["podman", "exec", cid, "/catatonit", "-V"]), min(runs, 10),
                 "podman_exec_ms")
@@ -443,7 +459,13 @@ def bench_scale(pods: int, samples: int) -> tuple[dict[str, float], list[tuple[i
         for i in range(pods - 1):
             curve.append((i, timed([NSPOD, "create", *PUBLISH(), f"s{i}"], env)))
         last = sample("last")
-    return {"create_1st_ms": first, "create_nth_ms": last, "scale_pods": pods}, curve
+    out = {"create_1st_ms": first, "create_nth_ms": last, "scale_pods": pods}
+    # the fill-up's own ends, a check on first/last when load elsewhere comes and goes
+    k = max(1, min(20, len(curve) // 4))
+    out["create_curve_head_ms"] = statistics.median(ms for _, ms in curve[:k])
+    out["create_curve_tail_ms"] = statistics.median(ms for _, ms in curve[-k:])
+    out["create_curve_k"] = k
+    return out, curve
 
 
 def bench_stop(runs: int, members: int = 10) -> dict[str, float]:
@@ -547,6 +569,10 @@ def report(r: dict[str, float]) -> str:
     row("create, 1st pod", r.get("create_1st_ms"), "ms")
     row(f"create, {int(r.get('scale_pods', 0))}th pod", r.get("create_nth_ms"), "ms",
         f"{s:.2f}x the 1st" if s else "", f"<= 1.2x: {verdict(s, 1.2)}")
+    row(f"  fill-up: last {int(r.get('create_curve_k', 0))} creates",
+        r.get("create_curve_tail_ms"), "ms",
+        f"{ratio('create_curve_tail_ms', 'create_curve_head_ms'):.2f}x the first"
+        if ratio("create_curve_tail_ms", "create_curve_head_ms") else "")
     row("stop, 10 members exiting on TERM", r.get("stop_10_members_ms"), "ms")
     row(f"gc, {int(r.get('gc_dead_pods', 0))} dead pods", r.get("gc_ms"), "ms")
     widths = [max(len(x[i]) for x in rows) for i in range(4)]
@@ -644,6 +670,7 @@ def main() -> int:
     ]
     curve: list[tuple[int, float]] = []
     failed = False
+    load_before = os.getloadavg()[0]
     try:
         for name, missing, step in steps:
             if missing:
@@ -669,6 +696,10 @@ def main() -> int:
         return 130
     finally:
         left = leaks()
+    load = max(load_before, os.getloadavg()[0])
+    if load > 0.5 * (os.cpu_count() or 1):
+        NOTES.append(f"the machine was busy (load average {load:.1f} on {os.cpu_count()} CPUs):"
+                     " figures are noisy, ratios of interleaved runs hold best")
     if left:
         NOTES.append("LEAKED: " + "; ".join(left))
         failed = True
