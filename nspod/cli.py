@@ -152,8 +152,10 @@ VERBS = {
             "Create a pod: pause as PID 1 in new PID, UTS, IPC, mount and network namespaces.",
             ("NAME?",),
             (
-                Opt(("--hostname",), "hostname", "hostname inside the pod (default: the pod name)", "H"),
-                Opt(("--memory",), "memory", "memory limit of the pod, no swap (e.g. 64M, 1g)", "SIZE",
+                Opt(("--hostname",), "hostname", "hostname inside the pod (default: the pod name)",
+                    "H"),
+                Opt(("--memory",), "memory", "memory limit of the pod, no swap (e.g. 64M, 1g)",
+                    "SIZE",
                     convert=_memory),
                 Opt(("--pids",), "pids", "most processes the pod may have at once", "N",
                     convert=_pids),
@@ -184,7 +186,8 @@ VERBS = {
             "Run a command inside a pod, in the foreground.",
             ("POD",),
             (
-                Opt(("-e", "--env"), "env", "set an environment variable", "KEY=VAL", True, convert=_env),
+                Opt(("-e", "--env"), "env", "set an environment variable", "KEY=VAL", True,
+                    convert=_env),
                 Opt(("-w", "--workdir"), "workdir", "working directory of the command", "DIR"),
                 Opt(("-d", "--detach"), "detach", "run in the background; print the member's name"),
                 Opt(("--name",), "name", "the member's name (unique in the pod)", "NAME"),
@@ -198,8 +201,8 @@ VERBS = {
             command=True,
             details="Options may come before or after POD; CMD starts at the first word after\n"
             "POD (or after --), so CMD's own options pass through.\n"
-            "In the foreground, stdin, stdout and stderr are the caller's; SIGINT, SIGTERM,\n"
-            "SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to nspod reach the command.\n"
+            "In the foreground, stdin, stdout and stderr are the caller's; SIGINT,\n"
+            "SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to nspod reach the command.\n"
             "With -d the command's stdin is /dev/null and its output goes to its log\n"
             "(nspod logs); pause reaps it and records its exit status (nspod ps).\n"
             "--cap-add and --cap-drop apply on top of the pod's defaults.\n"
@@ -427,7 +430,7 @@ def _json(obj: object) -> str:
 def _table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _security(a: Parsed):  # type: ignore[no-untyped-def]
@@ -485,7 +488,8 @@ def _stats_table(rows) -> str:  # type: ignore[no-untyped-def]
         table.append((r["name"], cpu, f"{_size(mem)} / {_size(limit) if limit else 'unlimited'}",
                       pct, pids, secs))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in table)
 
 
 def cmd_stats(a: Parsed, root: str | None) -> int:
@@ -581,7 +585,8 @@ COMMANDS: dict[str, Callable[[Parsed, str | None], int]] = {
 
 
 def _global_help() -> str:
-    return GLOBAL_HELP.format(verbs="\n".join(f"  {v.name:<10} {v.summary}" for v in VERBS.values()))
+    verbs = "\n".join(f"  {v.name:<10} {v.summary}" for v in VERBS.values())
+    return GLOBAL_HELP.format(verbs=verbs)
 
 
 def main(argv: list[str] | None = None) -> int:

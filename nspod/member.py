@@ -37,9 +37,10 @@ class Pod:
         self.name = name
         self.dir = os.path.join(root, "pods", name)
         try:
-            self.rec: dict[str, Any] = lean.loads(lean.read_text(os.path.join(self.dir, "pod.json")))
+            text = lean.read_text(os.path.join(self.dir, "pod.json"))
         except FileNotFoundError:
             raise NoSuchPod(f'pod "{name}": no such pod') from None
+        self.rec: dict[str, Any] = lean.loads(text)
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.dir, *parts)
@@ -492,7 +493,8 @@ def logs(
     pod = Pod(root, pod_name)
     rec = find_member(pod, name)
     if not rec.get("detached"):
-        raise NspodError(f'logs: member "{name}" ran in the foreground: its output went to its terminal')
+        raise NspodError(
+            f'logs: member "{name}" ran in the foreground: its output went to its terminal')
     path = pod.path("logs", f"{name}.log")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -209,7 +209,8 @@ def lookup_user(spec: str, root: str | os.PathLike[str] = "/") -> ExecUser:
     entries = _read_db(group_db)
     if group:
         for fields in entries:
-            if len(fields) >= 3 and (fields[0] == group or (group.isdigit() and fields[2] == group)):
+            if len(fields) >= 3 and (
+                    fields[0] == group or (group.isdigit() and fields[2] == group)):
                 gid = int(fields[2])
                 break
         else:

@@ -323,7 +323,9 @@ def _exec_logger(out_r: int, err_r: int, log_fd: int) -> None:
         os._exit(127)
 
 
-def _member_child(spec: MemberSpec, sock: _socket.socket, stdio: tuple[int, int, int] | None) -> None:
+def _member_child(
+    spec: MemberSpec, sock: _socket.socket, stdio: tuple[int, int, int] | None
+) -> None:
     """P: the member before exec. Reports errors as b'E<code> <message>'."""
     what = "start"
     try:

@@ -210,7 +210,8 @@ def teardown_env(e: PodEnv) -> list[str]:
     # the bridge and table are the test's own: remove them whatever happened
     subprocess.run(["ip", "link", "del", e.bridge], capture_output=True, check=False)
     for family in ("ip", "inet"):
-        subprocess.run(["nft", "delete", "table", family, e.table], capture_output=True, check=False)
+        subprocess.run(["nft", "delete", "table", family, e.table], capture_output=True,
+                       check=False)
     ipam = e.root / "ipam"
     if ipam.exists() and any(p.suffix != ".lock" for p in ipam.iterdir()):
         problems.append(f"address records left: {sorted(p.name for p in ipam.iterdir())}")

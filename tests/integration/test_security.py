@@ -118,7 +118,8 @@ def test_raw_socket_and_port_80_per_default_set(pod_env: PodEnv) -> None:
 def test_numeric_user(pod_env: PodEnv) -> None:
     pod = pod_env.create()
     r = pod_env.run("join", "--user", "4321:8765", pod, "--", "sh", "-c",
-                    'id -u; id -g; id -G; echo "$HOME"; grep -E "^Cap(Eff|Prm|Bnd)" /proc/self/status',
+                    'id -u; id -g; id -G; echo "$HOME";'
+                    ' grep -E "^Cap(Eff|Prm|Bnd)" /proc/self/status',
                     check=True)
     lines = r.stdout.splitlines()
     assert lines[:4] == ["4321", "8765", "8765", "/"]

@@ -55,7 +55,9 @@ def test_pids_and_cpus() -> None:
         ["create", "--cpus", "none", "p"],
     ],
 )
-def test_cli_rejects_bad_limits_with_usage(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rejects_bad_limits_with_usage(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("nspod: create: invalid value for --") and err.count("\n") == 1
