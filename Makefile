@@ -63,8 +63,10 @@ lab-setup:
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
 		vagrant vagrant-libvirt
 
+# The first `vagrant up` boots, copies the tree and provisions (make setup); later
+# runs copy the current tree again (rsync) and re-run make setup, which is cheap.
 vm-test:
-	vagrant up --provision
+	vagrant up
 	vagrant rsync
 	vagrant ssh -c 'cd ~/nspod && sudo make setup && sudo make test'
 

@@ -110,6 +110,21 @@ def bench_scale(nspod: str, pods: int = 200, samples: int = 5) -> dict[str, floa
     return {"create_1st_ms": first, f"create_{pods}th_ms": last, "ratio": last / first}
 
 
+def _first_child(pid: int, timeout: float = 5.0) -> int:
+    """The first child of pid (unshare --fork's PID 1), once it exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            kids = []
+        if kids:
+            return int(kids[0])
+        time.sleep(0.0005)
+    os.kill(pid, 9)
+    raise RuntimeError(f"pid {pid} started no child")
+
+
 def bench_by_hand(runs: int) -> dict[str, float]:
     """The same pod network made with ip/nft/unshare commands: median cycle in ms."""
     cycles = []
@@ -137,18 +152,26 @@ def bench_by_hand(runs: int) -> dict[str, float]:
                 ["nft", "add", "rule", "ip", TABLE, "out", "tcp", "dport", str(port), "dnat",
                  "to", f"{ip}:80", "comment", f'"{ns}"'],
             ]
-            for cmd in steps:
-                subprocess.run(cmd, check=True)
-            pause = subprocess.Popen(["ip", "netns", "exec", ns, "unshare", "--pid", "--fork",
-                                      "--uts", "--ipc", "--mount", "sleep", "infinity"])
-            # the rm half: stop the process, delete the rules, the link, the netns
-            pause.kill()
-            pause.wait()
-            subprocess.run(["nft", "flush", "chain", "ip", TABLE, "pre"], check=True)
-            subprocess.run(["nft", "flush", "chain", "ip", TABLE, "out"], check=True)
-            subprocess.run(["ip", "link", "del", veth], check=True)
-            subprocess.run(["ip", "netns", "del", ns], check=True)
-            cycles.append(time.perf_counter() - t)
+            try:
+                for cmd in steps:
+                    subprocess.run(cmd, check=True)
+                # the pod's PID 1 in its own namespaces; the pod runs once it exists
+                pause = subprocess.Popen(["ip", "netns", "exec", ns, "unshare", "--pid",
+                                          "--fork", "--kill-child", "--uts", "--ipc", "--mount",
+                                          "sleep", "infinity"], stderr=subprocess.DEVNULL)
+                pid1 = _first_child(pause.pid)
+                # the rm half: stop the process, delete the rules, the link, the netns
+                os.kill(pid1, 9)
+                pause.wait()
+                subprocess.run(["nft", "flush", "chain", "ip", TABLE, "pre"], check=True)
+                subprocess.run(["nft", "flush", "chain", "ip", TABLE, "out"], check=True)
+                subprocess.run(["ip", "link", "del", veth], check=True)
+                subprocess.run(["ip", "netns", "del", ns], check=True)
+                cycles.append(time.perf_counter() - t)
+            except BaseException:  # whatever of this round is still there
+                subprocess.run(["ip", "link", "del", veth], capture_output=True)
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+                raise
     return {"by_hand_cycle_ms": statistics.median(cycles) * 1000.0}
 
 

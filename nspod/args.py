@@ -197,5 +197,8 @@ def usage(verb: Verb) -> str:
     for o in (*verb.options, HELP):
         flag = ", ".join(o.names) + (f" {o.metavar}" if o.metavar else "")
         extra = " (repeatable)" if o.multi else ""
-        lines.append(f"  {flag:<28} {o.help}{extra}")
+        if len(flag) > 28:  # a long metavar: the meaning goes on its own line
+            lines += [f"  {flag}", f"  {'':<28} {o.help}{extra}"]
+        else:
+            lines.append(f"  {flag:<28} {o.help}{extra}")
     return "\n".join(lines)

@@ -28,6 +28,8 @@ global options:
   --version       print the version and exit
   -h, --help      show this help and exit
 
+exit codes: 0 success; 2 bad usage; 125 nspod failed; join passes its
+command's status through (see nspod join --help).
 Run 'nspod VERB --help' for a verb's options and exit codes."""
 
 EXIT_CODES = """\
@@ -173,10 +175,10 @@ VERBS = {
                 *ROOTFS_OPTS,
             ),
             details="Prints the pod's name (one is generated when none is given).\n"
-            "--rootfs, -v and --read-only are defaults for every join.\n"
             "Environment: NSPOD_BRIDGE (nspod0), NSPOD_SUBNET (10.88.0.0/16),\n"
             "NSPOD_NFT_TABLE (nspod).\n"
-            "--cap-add, --cap-drop and --privileged are defaults for every join.\n"
+            "--rootfs, -v, --read-only, --cap-add, --cap-drop and --privileged are\n"
+            "defaults for every join into the pod.\n"
             + SECURITY_HELP + "\n" + EXIT_CODES,
         ),
         Verb(
@@ -197,7 +199,9 @@ VERBS = {
                 *ROOTFS_OPTS,
             ),
             command=True,
-            details="In the foreground, stdin, stdout and stderr are the caller's; SIGINT,\n"
+            details="Options may come before or after POD; CMD starts at the first word after\n"
+            "POD (or after --), so CMD's own options pass through.\n"
+            "In the foreground, stdin, stdout and stderr are the caller's; SIGINT,\n"
             "SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to nspod reach the command.\n"
             "With -d the command's stdin is /dev/null and its output goes to its log\n"
             "(nspod logs); pause reaps it and records its exit status (nspod ps).\n"
