@@ -30,6 +30,7 @@ venv: $(PY)
 install: $(PY)
 	$(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall .
 	@rm -rf build *.egg-info
+	cd / && $(CURDIR)/$(PY) $(CURDIR)/tools/fast-entry
 	@$(VENV)/bin/nspod --version
 
 rootfs: tests/rootfs/bin/busybox

@@ -316,18 +316,24 @@ def attach(dirs: Iterable[str], pid: int) -> None:
 
 
 def open_procs(dirs: Iterable[str]) -> list[int]:
-    """O_CLOEXEC fds of dirs' cgroup.procs, for a member to write "0" into (see enter).
+    """O_CLOEXEC fds a member writes "0" into to join dirs (see enter).
 
-    A directory that is gone (a pod made before it had cgroups) is skipped.
+    On cgroup v1 the fd is the `tasks` file: moving the calling thread alone
+    (a member is single-threaded when it joins) skips the threadgroup
+    rwsem, whose writer waits for an RCU grace period (5-25 ms here) when
+    joins come one at a time (kernel/cgroup/cgroup.c, cgroup_procs_write_start).
+    On v2 it is cgroup.procs. A directory that is gone is skipped.
     """
     fds: list[int] = []
     d = ""
     try:
         for d in dirs:
-            try:
-                fds.append(os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
-            except FileNotFoundError:
-                continue
+            for name in ("tasks", "cgroup.procs"):
+                try:
+                    fds.append(os.open(os.path.join(d, name), os.O_WRONLY | os.O_CLOEXEC))
+                    break
+                except FileNotFoundError:
+                    continue
     except OSError as e:
         close(fds)
         raise NspodError(f"open {d}/cgroup.procs: {os_reason(e)}") from e
