@@ -505,7 +505,7 @@ def cmd_stats(a: Parsed, root: str | None) -> int:
         while True:
             samples = pod.stats(store, a.pod)
             now = time.monotonic()
-            rows = _stats_rows(samples, previous, now)
+            rows = _stats_rows(samples, previous, now)  # type: ignore[no-untyped-call]
             previous = {s.name: (now, s.usage.cpu_ns) for s in samples
                         if s.usage is not None and s.usage.cpu_ns is not None}
             text = json.dumps(rows, indent=2) if a.json else _stats_table(rows)

@@ -28,7 +28,7 @@ try:
     def _no_default(o: object) -> object:
         raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
-    _scan = _json.make_scanner(_Ctx())
+    _scan = _json.make_scanner(_Ctx())  # type: ignore[arg-type]  # duck-typed context
     _encode = _json.make_encoder(
         None, _no_default, _json.encode_basestring_ascii, None, ": ", ", ", True, False, True
     )
@@ -45,7 +45,7 @@ try:
 except (ImportError, AttributeError):  # pragma: no cover - other interpreters
     import json
 
-    loads = json.loads
+    loads = json.loads  # type: ignore[assignment]
 
     def dumps(obj: Any) -> str:
         return json.dumps(obj, sort_keys=True)
