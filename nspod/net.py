@@ -185,6 +185,44 @@ def delete_link(name: str) -> bool:
         nl.close()
 
 
+IFLA_GROUP = 27
+
+
+def delete_links(names: list[str]) -> None:
+    """Deletes many links at once: one unregister, one RCU wait, for all of them.
+
+    Deleting links one by one costs the kernel ~15-30 ms each (a synchronize
+    per unregister); moved into one fresh link group first, they go in one
+    RTM_DELLINK by group (rtnetlink(7), ip-link(8) `delete group`). The group
+    is random and fresh per call, so no other link is in it.
+    """
+    if len(names) < 2:
+        for name in names:
+            delete_link(name)
+        return
+    group = 0x40000000 | int.from_bytes(os.urandom(4), "little") & 0x3FFFFFFF
+    nl = Rtnl()
+    try:
+        moved = 0
+        for name in names:
+            attr = struct.pack("=HHI", 8, IFLA_GROUP, group)
+            try:
+                nl.wait(nl.send_raw(RTM_NEWLINK, 0, _ifinfo_raw(0, name) + attr),
+                        f"link {name} to group {group}")
+                moved += 1
+            except OSError as e:
+                if e.errno != errno.ENODEV:
+                    raise NetError(f"delete link {name}: {os_reason(e)}") from e
+        if moved:
+            attr = struct.pack("=HHI", 8, IFLA_GROUP, group)
+            nl.wait(nl.send_raw(RTM_DELLINK, 0, _ifinfo_raw(0) + attr),
+                    f"delete link group {group}")
+    except OSError as e:
+        raise NetError(f"delete links: {os_reason(e)}") from e
+    finally:
+        nl.close()
+
+
 def _link_info(nl: Rtnl, ifinfmsg: Any, name: str) -> tuple[int, str] | None:
     """(ifindex, mac) of link name, None when it does not exist."""
     try:

@@ -617,28 +617,28 @@ def gc(store: Store) -> list[str]:
     require_root("gc")
     removed = []
     tags = _pause_tags()  # one scan of /proc for every pod
-    for pdir in store.dirs():
-        name = os.path.basename(pdir)
-        with store.try_lock(name) as locked:
-            if not locked:
+    with contextlib.ExitStack() as locks:
+        # 1. which pods: those whose lock is free and whose pause is gone
+        dead: list[tuple[str, str, PodRecord | None]] = []
+        for pdir in store.dirs():
+            name = os.path.basename(pdir)
+            if not locks.enter_context(store.try_lock(name)):
                 continue  # a create or another verb is working on it
             try:
                 rec: PodRecord | None = store.load(name)
             except (NoSuchPod, ValueError, OSError):
                 rec = None
-            if rec is not None:
-                if rec.state == "stopped":
-                    continue
-                if rec.state == "running" and rec.pause.alive():
-                    continue
+            if rec is not None and (
+                    rec.state == "stopped" or (rec.state == "running" and rec.pause.alive())):
+                continue
             for pid in _pauses_of(pdir, tags):
                 spawn.kill_and_forget(pid)
             _release_all(store, pdir)
-            with contextlib.suppress(NspodError, OSError):
-                if rec is not None:
-                    release_network(store, name, rec.net)
-                else:  # half made: find what it holds by its name
-                    release_network_of(store, name)
+            dead.append((name, pdir, rec))
+        # 2. their network, in batches: the kernel's costs are per call
+        _release_networks(store, [(name, rec) for name, _, rec in dead])
+        # 3. their cgroups and state
+        for name, pdir, rec in dead:
             dirs = (_cgroups(store, rec) if rec is not None
                     else cgroups.pod_dirs(cgroups.detect(), store.root, name))
             with contextlib.suppress(NspodError):
@@ -648,6 +648,35 @@ def gc(store: Store) -> list[str]:
     # cgroups of pods whose directory is gone (a create killed before it made one)
     cgroups.collect_garbage(store.root, (os.path.basename(p) for p in store.dirs()))
     return removed
+
+
+def _release_networks(store: Store, pods: list[tuple[str, PodRecord | None]]) -> None:
+    """release_network for many pods: one nft transaction, one link deletion."""
+    from nspod import ipam, net, portmap
+
+    by_table: dict[str, list[tuple[str, list[Any]]]] = {}
+    veths = []
+    for name, rec in pods:
+        if rec is None:  # half made: find what it holds by its name
+            with contextlib.suppress(NspodError, OSError):
+                release_network_of(store, name)
+            continue
+        netrec = rec.net
+        ports = [portmap.Publish.from_dict(d) for d in netrec.get("ports", [])]
+        if ports:
+            table = netrec.get("table") or portmap.table_from_env()
+            by_table.setdefault(table, []).append((name, ports))
+        if netrec.get("veth"):
+            veths.append(netrec["veth"])
+    for table, entries in by_table.items():
+        with contextlib.suppress(NspodError, OSError):
+            portmap.unpublish_many(store, table, entries)
+    with contextlib.suppress(NspodError, OSError):
+        net.delete_links(veths)
+    for name, rec in pods:
+        if rec is not None and rec.net.get("ip"):
+            with contextlib.suppress(NspodError, OSError):
+                ipam.release(store, rec.net["ip"], name)
 
 
 def _pause_tags() -> dict[str, list[int]]:

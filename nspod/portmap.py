@@ -320,6 +320,22 @@ def unpublish(store: Store, table: str, pod: str, ports: list[Publish]) -> None:
         _release_records(store, pod, ports)
 
 
+def unpublish_many(store: Store, table: str, pods: list[tuple[str, list[Publish]]]) -> None:
+    """unpublish for many pods in one nft transaction (gc); per pod when that fails."""
+    pods = [(pod, ports) for pod, ports in pods if ports]
+    if not pods:
+        return
+    script = "".join(_elements(table, pod, "", ports, "delete") for pod, ports in pods)
+    try:
+        with store.global_lock("ports"):
+            _nft(script, f"unpublish ports of {len(pods)} pods")
+            for pod, ports in pods:
+                _release_records(store, pod, ports)
+    except FirewallError:
+        for pod, ports in pods:
+            unpublish(store, table, pod, ports)
+
+
 def published_by(store: Store, table: str, pod: str) -> list[Publish]:
     """The ports published for pod, found from the table itself (gc: no record needed)."""
     code, stdout, _ = lean.run(["nft", "-j", "list", "table", "ip", table])

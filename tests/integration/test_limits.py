@@ -97,8 +97,14 @@ def test_pod_and_members_share_the_cgroup_which_rm_removes(pod_env: PodEnv) -> N
     try:
         row = wait_pids(pod_env, pod, 2)
         assert row["pids"] == 2
-        procs = {int(p) for p in (dirs[0] / "cgroup.procs").read_text().split()}
-        sleepers = {p for p in procs if Path(f"/proc/{p}/comm").read_text() == "sleep\n"}
+        # the member joins the cgroup just before it execs: wait for the exec
+        deadline = time.monotonic() + 10
+        while True:
+            procs = {int(p) for p in (dirs[0] / "cgroup.procs").read_text().split()}
+            sleepers = {p for p in procs if Path(f"/proc/{p}/comm").read_text() == "sleep\n"}
+            if sleepers or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         assert len(procs) == 2 and len(sleepers) == 1
         # nspod's own client is not counted
         assert member.pid not in procs
