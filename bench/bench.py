@@ -358,6 +358,13 @@ def podman_env() -> None:
     os.environ["CONTAINERS_CONF"] = str(conf)
 
 
+PODMAN_BRIDGE = "cni-podman0"
+
+
+def podman_bridge_exists() -> bool:
+    return subprocess.run(["ip", "link", "show", PODMAN_BRIDGE], capture_output=True).returncode == 0
+
+
 def bench_podman(runs: int) -> dict[str, float]:
     if not shutil.which("podman"):
         return {}
@@ -652,8 +659,10 @@ def main() -> int:
     NO_NET = ["--net", "none"] if supports("create", "--net") else []
     HAS_PUBLISH = supports("create", "--publish")
     USE_PODMAN = bool(shutil.which("podman")) and not args.quick
+    had_podman_bridge = True
     if USE_PODMAN:
         podman_env()
+        had_podman_bridge = podman_bridge_exists()
     elif args.quick:
         # a smoke run: podman would only leave its CNI bridge and tables behind
         NOTES.append("podman: skipped in --quick")
@@ -702,6 +711,9 @@ def main() -> int:
         print("bench: interrupted; everything it made is removed", file=sys.stderr)
         return 130
     finally:
+        if not had_podman_bridge and podman_bridge_exists():
+            # podman made its network bridge for this run: take it away again
+            subprocess.run(["ip", "link", "del", PODMAN_BRIDGE], capture_output=True)
         left = leaks()
     load = max(load_before, os.getloadavg()[0])
     if load > 0.5 * (os.cpu_count() or 1):
