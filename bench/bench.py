@@ -362,7 +362,8 @@ PODMAN_BRIDGE = "cni-podman0"
 
 
 def podman_bridge_exists() -> bool:
-    return subprocess.run(["ip", "link", "show", PODMAN_BRIDGE], capture_output=True).returncode == 0
+    proc = subprocess.run(["ip", "link", "show", PODMAN_BRIDGE], capture_output=True)
+    return proc.returncode == 0
 
 
 def bench_podman(runs: int) -> dict[str, float]:
