@@ -197,7 +197,11 @@ int main(int argc, char **argv)
 		sig = sigwaitinfo(&wanted, NULL);
 		if (sig == SIGCHLD)
 			reap_children(dirfd);
-		else if (sig == SIGINT || sig == SIGTERM)
+		else if (sig == SIGINT || sig == SIGTERM) {
+			/* SIGTERM (15) comes before a pending SIGCHLD (17): reap
+			 * and record what already exited before leaving. */
+			reap_children(dirfd);
 			return 0;
+		}
 	}
 }

@@ -474,9 +474,16 @@ def stop_pod(store: Store, name: str, timeout: float, state: str = "stopped") ->
                                  time.monotonic() + timeout)
                 for fd in left:
                     os.close(fd)
-                # KILL pause: the kernel kills whatever is left in its PID namespace.
-                signal.pidfd_send_signal(pause_fd, signal.SIGKILL)
-                _wait_fds([pause_fd], time.monotonic() + 10)
+                pause_left = [pause_fd]
+                if not left:
+                    # All exited: TERM lets pause reap and record them first
+                    # (csrc/pause.c); a KILL would lose their exit statuses.
+                    signal.pidfd_send_signal(pause_fd, signal.SIGTERM)
+                    pause_left = _wait_fds(pause_left, time.monotonic() + 2)
+                if pause_left:
+                    # KILL pause: the kernel kills whatever is left in its PID namespace.
+                    signal.pidfd_send_signal(pause_fd, signal.SIGKILL)
+                    _wait_fds(pause_left, time.monotonic() + 10)
         release_namespaces(pdir)
         _forget_pause(pdir)
         # The veth goes with the netns, but only once the kernel gets to it: delete
