@@ -7,7 +7,7 @@ import sys
 
 from nspod import __version__
 from nspod.args import Opt, Parsed, Verb, parse, usage
-from nspod.errors import USAGE, NspodError, UsageError
+from nspod.errors import USAGE, NotRoot, NspodError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~13 ms to import: join must start fast
@@ -621,6 +621,10 @@ def main(argv: list[str] | None = None) -> int:
         if parsed.help:
             print(usage(verb))
             return 0
+        if os.geteuid() != 0:
+            # every verb reads or changes namespaces, mounts, cgroups or the
+            # state root, which is root's (0711)
+            raise NotRoot(f"{name}: must be run as root (try sudo)")
         return COMMANDS[name](parsed, root)
     except NspodError as e:
         if debug:

@@ -229,13 +229,16 @@ def test_usage_errors(pod_env: PodEnv) -> None:
 
 
 def test_not_root_is_refused(pod_env: PodEnv) -> None:
-    r = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(NSPOD),
-         "create", "x"],
-        env=pod_env.env, capture_output=True, text=True, timeout=30,
-    )
-    assert r.returncode == 125
-    assert r.stderr == "nspod: create: must be run as root (try sudo)\n"
+    pod_env.create("p")
+    for verb in (["create", "x"], ["join", "p", "--", "true"], ["ls"], ["inspect", "p"],
+                 ["ps", "p"], ["stop", "p"], ["rm", "-f", "p"], ["gc"]):
+        r = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(NSPOD), *verb],
+            env=pod_env.env, capture_output=True, text=True, timeout=30,
+        )
+        assert r.returncode == 125, verb
+        assert r.stderr == f"nspod: {verb[0]}: must be run as root (try sudo)\n"
+    assert pod_env.inspect("p")["state"] == "running"  # nothing was done
 
 
 def test_debug_shows_a_traceback(pod_env: PodEnv) -> None:
