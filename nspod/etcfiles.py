@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from nspod import lean
 from nspod import syscalls as sc
 from nspod.errors import NspodError, os_reason
 
@@ -46,10 +47,6 @@ class EtcSpec:
         self.add_hosts = add_hosts
 
 
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
 
 def _write(path: str, text: str) -> None:
     with open(path, "w") as f:
@@ -83,7 +80,7 @@ def hosts_text(spec: EtcSpec) -> str:
     names = spec.hostname if spec.hostname == spec.name else f"{spec.hostname} {spec.name}"
     if spec.net == "host":
         try:
-            text = _read(HOST_HOSTS)
+            text = lean.read_text(HOST_HOSTS)
         except OSError:
             text = LOCALHOST
         text = text if text.endswith("\n") or not text else text + "\n"
@@ -114,7 +111,7 @@ def resolv_text(spec: EtcSpec, host: str = HOST_RESOLV, upstream: str = RESOLVED
     drop the loopback servers. --dns replaces every nameserver.
     """
     try:
-        lines = _read(str(host)).splitlines()
+        lines = lean.read_text(str(host)).splitlines()
     except OSError:
         lines = []
     if spec.net != "host":
@@ -122,7 +119,7 @@ def resolv_text(spec: EtcSpec, host: str = HOST_RESOLV, upstream: str = RESOLVED
                    and len(ln.split()) > 1]
         if any(_is_loopback(s) for s in servers):
             try:
-                lines = _read(str(upstream)).splitlines()
+                lines = lean.read_text(str(upstream)).splitlines()
             except OSError:
                 lines = [ln for ln in lines if not (ln.split()[:1] == ["nameserver"]
                                                     and _is_loopback(ln.split()[1]))]

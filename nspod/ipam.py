@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from nspod import lean
 from nspod.errors import NspodError, UsageError
 
 TYPE_CHECKING = False
@@ -134,21 +135,17 @@ def allocate(store: Store, subnet: Subnet, pod: str, want: str | None = None) ->
     raise AddressUnavailable(f"allocate an address in {subnet.net}: no address left")
 
 
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
 
 def _read_hint(path: str, size: int) -> int:
     try:
-        return int(_read(path)) % size
+        return int(lean.read_text(path)) % size
     except (OSError, ValueError):
         return 0
 
 
 def _holder(path: str) -> str:
     try:
-        return _read(path).strip()
+        return lean.read_text(path).strip()
     except OSError:
         return "?"
 
