@@ -541,21 +541,23 @@ def report(r: dict[str, float]) -> str:
     def verdict(x: float | None, limit: float) -> str:
         return "" if x is None else ("PASS" if x <= limit else "MISS")
 
+    def rel(a: str, b: str, text: str) -> str:
+        """text with {} filled by a/b, or "" when either figure is missing."""
+        x = ratio(a, b)
+        return text.format(f"{x:.2f}") if x else ""
+
     j = ratio("join_ms", "python_pass_ms")
     row("nspod join POD -- true", r.get("join_ms"), "ms", f"{j:.2f}x python" if j else "",
         f"<= 2.5x python (aim 2x): {verdict(j, 2.5)}")
     row("nsenter -t PID -a true", r.get("nsenter_ms"), "ms")
     row("python -c pass (venv)", r.get("python_pass_ms"), "ms")
     row("podman exec", r.get("podman_exec_ms"), "ms",
-        f"nspod join {ratio('join_ms', 'podman_exec_ms'):.2f}x this"
-        if ratio("join_ms", "podman_exec_ms") else "")
+        rel("join_ms", "podman_exec_ms", "nspod join {}x this"))
     row("nspod join --rootfs busybox", r.get("join_rootfs_ms"), "ms")
     row("podman run --rm --pod --rootfs", r.get("podman_run_rootfs_ms"), "ms",
-        f"nspod {ratio('join_rootfs_ms', 'podman_run_rootfs_ms'):.2f}x this"
-        if ratio("join_rootfs_ms", "podman_run_rootfs_ms") else "")
+        rel("join_rootfs_ms", "podman_run_rootfs_ms", "nspod {}x this"))
     row("create + rm (--net none)", r.get("create_rm_none_ms"), "ms",
-        f"{ratio('create_rm_none_ms', 'by_hand_unshare_ms'):.2f}x by hand"
-        if ratio("create_rm_none_ms", "by_hand_unshare_ms") else "")
+        rel("create_rm_none_ms", "by_hand_unshare_ms", "{}x by hand"))
     row("  by hand with unshare", r.get("by_hand_unshare_ms"), "ms")
     p = ratio("nspod_create_p_rm_ms", "podman_cycle_ms")
     row("create -p + rm (bridge)", r.get("nspod_create_p_rm_ms"), "ms",
@@ -564,8 +566,7 @@ def report(r: dict[str, float]) -> str:
     row("  create -p", r.get("nspod_create_p_ms"), "ms")
     row("  rm -f", r.get("nspod_rm_ms"), "ms")
     row("  by hand (ip/nft/unshare)", r.get("by_hand_cycle_ms"), "ms",
-        f"nspod {ratio('nspod_create_p_rm_ms', 'by_hand_cycle_ms'):.2f}x this"
-        if ratio("nspod_create_p_rm_ms", "by_hand_cycle_ms") else "")
+        rel("nspod_create_p_rm_ms", "by_hand_cycle_ms", "nspod {}x this"))
     row("  podman pod create+start+rm", r.get("podman_cycle_ms"), "ms")
     row("pause RSS", r.get("pause_rss_kb"), "kB", "",
         f"<= 32 kB: {verdict(r.get('pause_rss_kb'), 32)}")
