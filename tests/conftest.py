@@ -32,6 +32,10 @@ def _state() -> dict[str, int]:
 
 
 _counter = _state()
+# Tags of the environments this run made: the session-end check looks only at
+# these, so two runs on one machine (CI beside a developer's) don't see each
+# other's objects as leaks.
+_tags: set[str] = set()
 
 
 @dataclass
@@ -129,6 +133,7 @@ def new_pod_env() -> PodEnv:
     _counter["n"] += 1
     n = _counter["n"]
     tag = uuid.uuid4().hex[:6]
+    _tags.add(tag)
     root = Path(f"{TEST_PREFIX}{tag}")
     root.mkdir(parents=True)
     # 10.200.0.0/16 .. 10.255: each test gets its own /24 under 10.(200+pid%50).
@@ -259,12 +264,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not is_root():
         return
     leaks = []
+    roots = tuple(f"{TEST_PREFIX}{t}" for t in _tags)
+    if not roots:
+        return
     for line in Path("/proc/self/mounts").read_text().splitlines():
         target = line.split()[1]
-        if target.startswith(TEST_PREFIX):
+        if target.startswith(roots):
             leaks.append(f"mount {target}")
     for d in Path("/tmp").glob("nspod-test-*"):
-        leaks.append(f"state root {d}")
+        if str(d).startswith(roots):
+            leaks.append(f"state root {d}")
     pause = str(REPO / "nspod" / "pause")
     exe_names = {pause}
     try:
@@ -281,14 +290,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         except OSError:
             continue
         if exe in exe_names and live_pids([int(p.name)]):
-            if pause_tag(int(p.name)).startswith(TEST_PREFIX):
+            if pause_tag(int(p.name)).startswith(roots):
                 leaks.append(f"pause process {p.name}")
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     for m in re.finditer(r"^\d+: (" + LINK_PREFIX + r"[^:@]+)", links, re.M):
-        leaks.append(f"link {m.group(1)}")
+        if any(t in m.group(1) for t in _tags):
+            leaks.append(f"link {m.group(1)}")
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     for m in re.finditer(r"table \w+ (nspod_t\w+)", tables):
-        leaks.append(f"nft table {m.group(1)}")
+        if m.group(1)[len("nspod_t"):] in _tags:
+            leaks.append(f"nft table {m.group(1)}")
     if leaks:
         print("\nnspod leak check FAILED: " + "; ".join(leaks), file=sys.stderr)
         session.exitstatus = 1
