@@ -9,7 +9,7 @@ import contextlib
 import os
 import time
 
-from nspod import cgroups, podnet, spawn
+from nspod import cgroups, pausectl, podnet
 from nspod.errors import NoSuchPod, NspodError
 from nspod.lean import proc_start
 from nspod.poddir import (
@@ -109,7 +109,7 @@ def gc(store: Store) -> list[str]:
                     rec.state == "stopped" or (rec.state == "running" and rec.pause.alive())):
                 continue
             for pid in pauses_of(pdir, tags):
-                spawn.kill_and_forget(pid)
+                pausectl.kill_and_forget(pid)
             unmount_all(pdir)
             dead.append((name, pdir, rec))
         # 2. their network, in batches: the kernel's costs are per call

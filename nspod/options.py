@@ -52,7 +52,7 @@ def _parser(module: str, name: str) -> Callable[[str], Any]:
     return convert
 
 
-signal = _parser("member", "parse_signal")
+signal = _parser("memberctl", "parse_signal")
 volume = _parser("rootfs", "parse_volume")
 publish = _parser("portmap", "parse_publish")
 ip = _parser("ipam", "parse_ip")

@@ -12,7 +12,7 @@ import contextlib
 import os
 import time
 
-from nspod import cgroups, etcfiles, podnet, procs, spawn
+from nspod import cgroups, etcfiles, pausectl, podnet, procs
 from nspod.errors import NoSuchPod, NspodError, PodExists, PodNotRunning, UsageError
 from nspod.gc import gc_light, get
 from nspod.lean import check_name, proc_start, write_atomic
@@ -153,8 +153,8 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
     # than moving it by pid: see cgroups.open_procs)
     cgroup_fds = cgroups.open_procs(cgroup)
     try:
-        pid = spawn.start_pause(
-            spawn.PauseSpec(
+        pid = pausectl.start_pause(
+            pausectl.PauseSpec(
                 hostname=rec.hostname,
                 records=os.path.join(pdir, "exits"),
                 log=os.path.join(pdir, "pause.log"),
@@ -166,7 +166,7 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
         )
     finally:
         cgroups.close(cgroup_fds)
-    undo.callback(spawn.kill_and_forget, pid)
+    undo.callback(pausectl.kill_and_forget, pid)
     _protect_from_oom(pid)
     start = proc_start(pid)
     if start is None:
