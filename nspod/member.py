@@ -189,9 +189,14 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             if fg_tty:
                 _tcsetpgrp(0, host_pid)  # the member gets the terminal: ^C, ^Z reach it
 
+        if not spec.detach:
+            # Held from before the member can run until wait_member forwards
+            # them: a signal sent as soon as the member runs reaches it.
+            signal.pthread_sigmask(signal.SIG_BLOCK, spawn.FORWARDED)
         try:
             member = spawn.start_member(mspec, on_started)
         except NspodError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, spawn.FORWARDED)
             _drop_record(pod, name)
             raise
         finally:

@@ -283,7 +283,8 @@ def wait_member(
 ) -> int:
     """Waits for a member to exit; returns its raw wait status from pause's record.
 
-    Forwards FORWARDED signals sent to nspod to the member meanwhile. relay,
+    Forwards FORWARDED signals sent to nspod to the member meanwhile, those
+    held (blocked) since before start_member included. relay,
     when given, is called with the poller and each ready fd that is not the
     member's pidfd (a terminal relay registers its fds on the poller).
     """
@@ -295,6 +296,7 @@ def wait_member(
             pass
 
     old = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # held since before the start
     try:
         poller = select.poll()
         poller.register(member.pidfd, select.POLLIN)
