@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from nspod import lean
-from nspod.errors import NspodError, UsageError
+from nspod.errors import AddressUnavailable, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # rm releases addresses: it must not pay for ipaddress or pathlib
@@ -23,10 +23,6 @@ if TYPE_CHECKING:  # rm releases addresses: it must not pay for ipaddress or pat
     from nspod.store import Store
 
 DEFAULT_SUBNET = "10.88.0.0/16"
-
-
-class AddressUnavailable(NspodError):
-    pass
 
 
 class Subnet:

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
     N = TypeVar("N", int, float)
 
+def _skip(text: str) -> int:
+    return len(text) - len(text.lstrip())
+
+
 try:
     import _json
 
@@ -38,22 +42,39 @@ try:
         None, _no_default, _json.encode_basestring_ascii, None, ": ", ", ", True, False, True
     )
 
-    def loads(text: str) -> Any:
-        obj, end = _scan(text, len(text) - len(text.lstrip()))
-        if text[end:].strip():
-            raise ValueError("extra data after JSON value")
-        return obj
+    def _decode(text: str) -> tuple[Any, int]:
+        return _scan(text, _skip(text))
 
     def dumps(obj: Any) -> str:
         return "".join(_encode(obj, 0))
 
-except (ImportError, AttributeError):  # pragma: no cover - other interpreters
+except (ImportError, AttributeError):  # an interpreter without _json: tested
     import json
 
-    loads = json.loads  # type: ignore[assignment]
+    def _decode(text: str) -> tuple[Any, int]:
+        return json.JSONDecoder().raw_decode(text, _skip(text))
 
     def dumps(obj: Any) -> str:
         return json.dumps(obj, sort_keys=True)
+
+
+def loads(text: str) -> Any:
+    """The one JSON value text holds. ValueError for anything else.
+
+    The C scanner signals bad input its own ways (StopIteration at a value
+    that cannot start, SystemError on some truncated input, RecursionError
+    when nested too deep): each becomes ValueError here.
+    """
+    try:
+        obj, end = _decode(text)
+    except StopIteration as e:
+        raise ValueError(f"not JSON at character {e.value}") from None
+    except (SystemError, RecursionError, ValueError) as e:
+        detail = str(e) if isinstance(e, ValueError) else "truncated or malformed"
+        raise ValueError(f"not JSON: {detail}") from None
+    if text[end:].strip():
+        raise ValueError("extra data after JSON value")
+    return obj
 
 
 def read_text(path: str, dir_fd: int | None = None) -> str:

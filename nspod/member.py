@@ -14,9 +14,9 @@ import os
 import select
 import time
 
-from nspod import lean, spawn
+from nspod import lean, records, spawn
 from nspod import syscalls as sc
-from nspod.errors import NoSuchPod, NspodError, PodNotRunning
+from nspod.errors import DamagedRecord, NoSuchPod, NspodError, PodNotRunning
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,10 +35,10 @@ class Pod:
         self.name = lean.check_name(name)
         self.dir = os.path.join(root, "pods", name)
         try:
-            text = lean.read_text(os.path.join(self.dir, "pod.json"))
+            self.rec = records.read(os.path.join(self.dir, "pod.json"), records.POD,
+                                    records.POD_REQUIRED)
         except FileNotFoundError:
             raise NoSuchPod(f'pod "{name}": no such pod') from None
-        self.rec: dict[str, Any] = lean.loads(text)
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.dir, *parts)
@@ -112,10 +112,7 @@ def _claim_name(pod: Pod, name: str) -> None:
         return
     except FileExistsError:
         pass
-    try:
-        old = lean.loads(lean.read_text(path))
-    except (OSError, ValueError):
-        old = {}
+    old = read_member(path)
     if old and member_state(pod, old)[0] == "running":
         raise NspodError(f'join pod "{pod.name}": member "{name}" already exists and is running')
 
@@ -278,12 +275,12 @@ def _drop_record(pod: Pod, name: str) -> None:
         pass
 
 
-def _finish_stale(pod: Pod, records: int, pod_pid: int) -> None:
+def _finish_stale(pod: Pod, exits_fd: int, pod_pid: int) -> None:
     """A pod pid is being reused: fold the old exit record into its member first."""
-    old = spawn.read_exit_record(records, pod_pid)
+    old = spawn.read_exit_record(exits_fd, pod_pid)
     if old is None:
         return
-    for rec, path in member_records(pod):
+    for rec, path in member_records(pod, skip_damaged=True):  # a join must not fail on them
         if rec.get("pod_pid") == pod_pid and "status" not in rec:
             rec["status"], rec["finished"] = old
             lean.write_atomic(path, lean.dumps(rec), sync=False)
@@ -311,8 +308,13 @@ def _tcsetpgrp(fd: int, pgrp: int) -> None:
         signal.signal(signal.SIGTTOU, old)
 
 
-def member_records(pod: Pod) -> Iterator[tuple[dict[str, Any], str]]:
-    """Each member record of the pod with its path; those being written are skipped."""
+def read_member(path: str) -> dict[str, Any] | None:
+    """A member's record; None while its name is claimed and the record not yet written."""
+    return records.read_claimed(path, records.MEMBER, records.MEMBER_REQUIRED)
+
+
+def member_records(pod: Pod, skip_damaged: bool = False) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each member record of the pod with its path; claimed ones not yet written are skipped."""
     try:
         names = sorted(os.listdir(pod.path("members")))
     except FileNotFoundError:
@@ -322,9 +324,15 @@ def member_records(pod: Pod) -> Iterator[tuple[dict[str, Any], str]]:
             continue
         path = pod.path("members", fname)
         try:
-            yield lean.loads(lean.read_text(path)), path
-        except (OSError, ValueError):
-            continue  # being written, or claimed and not yet filled
+            rec = read_member(path)
+        except FileNotFoundError:
+            continue  # removed meanwhile
+        except DamagedRecord:
+            if skip_damaged:
+                continue
+            raise
+        if rec is not None:
+            yield rec, path
 
 
 def member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:

@@ -12,7 +12,7 @@ import time
 
 from nspod import lean, spawn
 from nspod.errors import NspodError, os_reason
-from nspod.member import Pod, member_records, member_state
+from nspod.member import Pod, member_records, member_state, read_member
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,9 +44,12 @@ def ps(root: str, pod_name: str) -> list[dict[str, Any]]:
 def find_member(pod: Pod, name: str) -> dict[str, Any]:
     lean.check_name(name, "member name")
     try:
-        return lean.loads(lean.read_text(pod.path("members", f"{name}.json")))  # type: ignore[no-any-return]
-    except (FileNotFoundError, ValueError):
-        raise NspodError(f'pod "{pod.name}": no member "{name}"') from None
+        rec = read_member(pod.path("members", f"{name}.json"))
+    except FileNotFoundError:
+        rec = None
+    if rec is None:
+        raise NspodError(f'pod "{pod.name}": no member "{name}"')
+    return rec
 
 
 # -- logs -------------------------------------------------------------------------
