@@ -142,8 +142,13 @@ def _pause_child(spec: PauseSpec, w: int, binfd: int, logfd: int) -> None:
         os.dup2(null, 1)
         os.dup2(logfd, 2)
         os.dup2(recfd, 3)
-        os.closerange(4, binfd)
-        os.closerange(binfd + 1, 65536)
+        # Everything else goes, but pause's binary and the error pipe (both
+        # close-on-exec): a failed exec is still reported through it.
+        low = 4
+        for keep in sorted({binfd, w}):
+            os.closerange(low, keep)
+            low = max(low, keep + 1)
+        os.closerange(low, 65536)
         if spec.chroot is not None:
             # pause's /proc/1/root and cwd: an empty read-only tmpfs, attached nowhere
             step = "enter pause's empty root"

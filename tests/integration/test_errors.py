@@ -95,3 +95,18 @@ def test_damaged_member_record(pod_env: PodEnv) -> None:
     assert pod_env.run("join", "p", "--", "true").returncode == 0
     shutil.rmtree(record.parent)
     Path(record.parent).mkdir()
+
+
+def test_pause_that_cannot_exec_says_why(pod_env: PodEnv) -> None:
+    """pause's own exec error reaches the user, and the create leaves nothing."""
+    import nspod.pausectl  # the installed package's pause
+
+    pause = Path(nspod.pausectl.PAUSE_BIN)
+    mode = pause.stat().st_mode
+    pause.chmod(0o644)
+    try:
+        r = pod_env.run("create", "--net", "none", "p")
+    finally:
+        pause.chmod(mode)
+    assert (r.returncode, r.stderr) == (125, "nspod: start pause: exec pause: permission denied\n")
+    assert list((pod_env.root / "pods").iterdir()) == []
