@@ -29,7 +29,7 @@ import os
 import time
 
 from nspod.errors import NspodError, os_reason
-from nspod.lean import number
+from nspod.lean import convert
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,14 +70,14 @@ def parse_memory(text: str) -> int:
 
 
 def parse_pids(text: str) -> int:
-    n = number(text, int, "a whole number")
+    n = convert(text, int, "a whole number")
     if n < 1:
         raise ValueError(f"{text!r} must be at least 1")
     return n
 
 
 def parse_cpus(text: str) -> float:
-    cpus = number(text, float, "a number of CPUs (e.g. 0.5, 2)")
+    cpus = convert(text, float, "a number of CPUs (e.g. 0.5, 2)")
     if not cpus * CFS_PERIOD_US >= 1000:  # the kernel's minimum quota is 1 ms
         raise ValueError(f"{text!r} must be at least 0.01")
     if cpus > 1e6:

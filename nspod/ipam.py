@@ -75,10 +75,7 @@ def parse_ip(raw: str) -> str:
     """The canonical form of an IPv4 address given by the user (ValueError when malformed)."""
     import ipaddress
 
-    try:
-        return str(ipaddress.IPv4Address(raw))
-    except ValueError:
-        raise ValueError(f"{raw!r} is not an IPv4 address") from None
+    return str(lean.convert(raw, ipaddress.IPv4Address, "an IPv4 address"))
 
 
 def _dir(store: Store) -> str:

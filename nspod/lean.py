@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypeVar
 
-    N = TypeVar("N", int, float)
+    T = TypeVar("T")
 
 def _skip(text: str) -> int:
     return len(text) - len(text.lstrip())
@@ -138,7 +138,7 @@ def valid_name(name: str) -> bool:
     )
 
 
-def number(text: str, kind: Callable[[str], N], what: str) -> N:
+def convert(text: str, kind: Callable[[str], T], what: str) -> T:
     """kind(text), or ValueError saying text is not what (an option's value)."""
     try:
         return kind(text)
