@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         if debug:
             raise
+        where = f"{name}: " if name else ""
         what = f"{e.filename}: " if e.filename else ""
-        print(f"nspod: {what}{e.strerror or e}", file=sys.stderr)
+        print(f"nspod: {where}{what}{os_reason(e)}", file=sys.stderr)
         return FAILED
     except Exception as e:  # the last resort: one line, never a traceback
         if debug:

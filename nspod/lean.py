@@ -96,14 +96,22 @@ def write_atomic(path: str, text: str, dir_fd: int | None = None, sync: bool = T
     """
     tmp = f".{os.path.basename(path)}.{os.getpid()}.tmp"
     tmp = os.path.join(os.path.dirname(path), tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
     try:
-        os.write(fd, text.encode())
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644,
+                     dir_fd=dir_fd)
+        try:
+            os.write(fd, text.encode())
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as e:  # a full or read-only state directory: nothing half-written stays
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise OSError(e.errno, e.strerror, path) from None
 
 
 def proc_start(pid: int) -> int | None:

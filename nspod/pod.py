@@ -177,6 +177,7 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
         raise NspodError(f"start pause: it exited at once: {said[-1] if said else 'no message'}")
     # pause.pid exists while pause runs: gc_light checks these, not every record
     write_atomic(os.path.join(pdir, "pause.pid"), f"{pid} {start}\n", sync=False)
+    undo.callback(forget_pause, pdir)
     checkpoint("pause")
     undo.callback(release_namespaces, pdir)
     pin_namespaces(pid, os.path.join(pdir, "ns"), net=net != "host")

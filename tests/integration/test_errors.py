@@ -1,5 +1,6 @@
 """What the user sees when things are broken: one line, the right code, no traceback."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -110,3 +111,50 @@ def test_pause_that_cannot_exec_says_why(pod_env: PodEnv) -> None:
         pause.chmod(mode)
     assert (r.returncode, r.stderr) == (125, "nspod: start pause: exec pause: permission denied\n")
     assert list((pod_env.root / "pods").iterdir()) == []
+
+
+def test_full_state_directory(pod_env: PodEnv) -> None:
+    """ENOSPC in the state root: one line naming the verb and the file, nothing half made."""
+    full = pod_env.root / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], check=True)
+    env = dict(pod_env.env, NSPOD_ROOT=str(full))
+
+    def nspod(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(NSPOD), *args], env=env, capture_output=True, text=True,
+                              timeout=30)
+
+    filler = full / "filler"
+    try:
+        assert nspod("create", "--net", "none", "f").returncode == 0
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        for args, verb in ((("join", "f", "--", "sh", "-c", "exit 3"), "join"),
+                           (("join", "-d", "f", "--", "true"), "join"),
+                           (("create", "--net", "none", "g"), "create")):
+            r = nspod(*args)
+            assert r.returncode == 125, args
+            assert r.stderr.startswith(f"nspod: {verb}: {full}/pods/"), args
+            assert r.stderr.endswith(": no space left on device\n"), args
+            assert r.stderr.count("\n") == 1, args
+        assert nspod("stop", "f").returncode == 0
+        r = nspod("start", "f")
+        assert (r.returncode, r.stderr) == (
+            125, f"nspod: start: {full}/pods/f/pod.json: no space left on device\n")
+        filler.unlink()
+        assert sorted(p.name for p in (full / "pods").iterdir()) == ["f"]
+        assert sorted(p.name for p in (full / "pods" / "f").iterdir()
+                      if not p.is_dir()) == ["pause.log", "pod.json"]  # no pause.pid left
+        assert nspod("start", "f").returncode == 0
+        assert nspod("join", "f", "--", "sh", "-c", "exit 3").returncode == 3
+    finally:
+        if filler.exists():
+            filler.unlink()
+        nspod("rm", "-f", "f")
+        subprocess.run(["umount", str(full)], check=True)
