@@ -62,10 +62,16 @@ def parse_size(text: str) -> int:
     return size
 
 
+MAX_MEMORY = (1 << 63) - 1  # memory.max / limit_in_bytes: a signed 64-bit count of bytes
+MAX_PIDS = 1 << 22  # PID_MAX_LIMIT: pids.max refuses more (kernel/cgroup/pids.c)
+
+
 def parse_memory(text: str) -> int:
     size = parse_size(text)
     if size < MIN_MEMORY:
         raise ValueError(f"{text!r} is below the minimum of 6M")
+    if size > MAX_MEMORY:
+        raise ValueError(f"{text!r} is more than the kernel can count (8E)")
     return size
 
 
@@ -73,6 +79,8 @@ def parse_pids(text: str) -> int:
     n = convert(text, int, "a whole number")
     if n < 1:
         raise ValueError(f"{text!r} must be at least 1")
+    if n > MAX_PIDS:
+        raise ValueError(f"{text!r} is more than the kernel allows ({MAX_PIDS})")
     return n
 
 
@@ -80,8 +88,9 @@ def parse_cpus(text: str) -> float:
     cpus = convert(text, float, "a number of CPUs (e.g. 0.5, 2)")
     if not cpus * CFS_PERIOD_US >= 1000:  # the kernel's minimum quota is 1 ms
         raise ValueError(f"{text!r} must be at least 0.01")
-    if cpus > 1e6:
-        raise ValueError(f"{text!r} is too large")
+    have = os.cpu_count() or 1
+    if not cpus <= have:  # as docker: a quota beyond the machine is a typo (nan too)
+        raise ValueError(f"{text!r} is more than the {have} CPUs of this machine")
     return cpus
 
 

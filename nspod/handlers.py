@@ -39,12 +39,26 @@ def _security(a: Parsed) -> SecurityOpts:
 
 
 def _each(a: Parsed, root: str | None, fn: Any) -> int:
-    """fn(store, name) for each POD given, printing each name once done."""
+    """fn(store, name) for each POD given, printing each name once done.
+
+    One pod's failure is said and the rest still done (`rm -f a nosuch b`
+    removes b); the exit code is the first failure's.
+    """
+    from nspod.errors import NspodError
+
     store = _store(root)
+    code = 0
     for name in a.pod:
-        fn(store, name)
+        try:
+            fn(store, name)
+        except NspodError as e:
+            if len(a.pod) == 1:
+                raise
+            print(f"nspod: {e}", file=sys.stderr)
+            code = code or e.code
+            continue
         print(name)
-    return 0
+    return code
 
 
 def cmd_create(a: Parsed, root: str | None) -> int:
@@ -68,6 +82,8 @@ def cmd_join(a: Parsed, root: str | None) -> int:
         raise UsageError("join: -i needs -t (without -t, stdin is always passed)")
     if a.detach and a.tty:
         raise UsageError("join: -d and -t do not go together")
+    if not a.command[0]:
+        raise UsageError('join: command "": must not be empty')
     spec = member.JoinSpec(pod=a.pod, argv=a.command, env=dict(a.env), cwd=a.workdir,
                            detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,
                            security=_security(a), user=a.user, rootfs=a.rootfs,

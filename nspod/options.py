@@ -36,11 +36,33 @@ def count(value: str) -> int:
     return int(value)
 
 
+MAX_GRACE = 86400.0  # a day: beyond that a grace period is a typo, and inf/nan never end
+
+
 def seconds(value: str) -> float:
     secs = convert(value, float, "a number of seconds")
     if secs < 0:
         raise ValueError(f"{value!r} is negative")
+    if not secs <= MAX_GRACE:  # also nan
+        raise ValueError(f"{value!r} is not between 0 and {MAX_GRACE:.0f} seconds (a day)")
     return secs
+
+
+def nonempty(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+MAX_ID = 4294967294  # uid_t is 32 bits and (uid_t)-1 means "unchanged" (setresuid(2))
+
+
+def user(value: str) -> str:
+    """UID[:GID] or NAME[:GROUP]: names are looked up at join, numbers checked here."""
+    for part in value.split(":", 1):
+        if part.isdigit() and int(part) > MAX_ID:
+            raise ValueError(f"{part} is more than the largest id ({MAX_ID})")
+    return value
 
 
 def _parser(module: str, name: str) -> Callable[[str], Any]:
@@ -66,7 +88,7 @@ cpus = _parser("cgroups", "parse_cpus")
 
 ROOTFS_OPTS = (
     Opt(("--rootfs",), "rootfs", "run in this root filesystem (pivot_root), with /proc, /dev, "
-        "/sys; / for the host's files", "DIR"),
+        "/sys; / for the host's files", "DIR", convert=nonempty),
     Opt(("-v", "--volume"), "volume", "bind-mount a host path (ro: read-only)",
         "HOST_PATH:PATH[:ro]", True, convert=volume),
     Opt(("--read-only",), "read_only", "mount the rootfs read-only (writable /tmp and /run)"),

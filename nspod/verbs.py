@@ -63,7 +63,7 @@ VERBS = (
             Opt(("-t", "--tty"), "tty", "give the command a terminal (a pty)"),
             Opt(("-i", "--interactive"), "interactive", "with -t: pass stdin to the terminal"),
             Opt(("-u", "--user"), "user", "run as UID[:GID] or NAME[:GROUP] (names from the "
-                "member's /etc/passwd and /etc/group)", "USER"),
+                "member's /etc/passwd and /etc/group)", "USER", convert=o.user),
             *o.SECURITY_OPTS,
             *o.ROOTFS_OPTS,
         ),

@@ -83,3 +83,29 @@ def test_unexpected_failure_is_one_line_and_125(monkeypatch: pytest.MonkeyPatch,
     assert main(["--debug", "ls"]) == 125
     err = capsys.readouterr().err
     assert err.startswith("Traceback") and err.endswith("(run with --debug for the trace)\n")
+
+
+@pytest.mark.parametrize("verb", ["stop", "restart", "rm"])
+@pytest.mark.parametrize("t", ["inf", "nan", "1e10", "86401", "-1"])
+def test_grace_period_is_between_0_and_a_day(
+    verb: str, t: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checked before any pod is touched: nothing is signalled with a period that never ends."""
+    assert main([verb, "-t", t, "p"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"nspod: {verb}: invalid value for -t: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["join", "-u", "99999999999", "p", "--", "true"], "invalid value for -u: 99999999999"),
+        (["join", "-u", "0:99999999999", "p", "--", "true"], "invalid value for -u: 99999999999"),
+    ],
+)
+def test_join_ids_out_of_range(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1

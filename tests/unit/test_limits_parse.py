@@ -53,6 +53,11 @@ def test_pids_and_cpus() -> None:
         ["create", "--memory", "1k", "p"],
         ["create", "--pids", "0", "p"],
         ["create", "--cpus", "none", "p"],
+        ["create", "--pids", "99999999999999999999", "p"],
+        ["create", "--memory", "99999999999999999999T", "p"],
+        ["create", "--cpus", "1e6", "p"],
+        ["create", "--cpus", "nan", "p"],
+        ["create", "--rootfs", "", "p"],
     ],
 )
 def test_cli_rejects_bad_limits_with_usage(
