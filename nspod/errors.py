@@ -40,9 +40,14 @@ class NotRoot(NspodError):
 class DamagedRecord(NspodError):
     """A state file that cannot be read as what it should be: `damaged record PATH: why`."""
 
-    def __init__(self, path: str, why: str) -> None:
-        super().__init__(f"damaged record {path}: {why}")
+    def __init__(self, path: str, why: str, pod: str | None = None) -> None:
+        if pod is None:
+            super().__init__(f"damaged record {path}: {why}")
+        else:  # a pod's own record: only rm -f (or gc) gets it out
+            super().__init__(f'pod "{pod}": damaged record {path}: {why}: run nspod rm -f {pod}')
         self.path = path
+        self.why = why
+        self.pod = pod
 
 
 class AddressUnavailable(NspodError):

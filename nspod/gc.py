@@ -11,40 +11,93 @@ import time
 
 from nspod import cgroups, pausectl, podnet
 from nspod.errors import DamagedRecord, NoSuchPod, NspodError
-from nspod.lean import proc_start
+from nspod.lean import proc_start, valid_name
 from nspod.poddir import (
     cgroup_dirs,
+    checkpoint,
     forget_pause,
     read_pause_pid,
-    release_namespaces,
     remove_tree,
     unmount_all,
 )
 from nspod.store import PodRecord, ProcId, Store
 
+SETTLED = ("stopped", "exited")
+INTENTS = ("starting", "releasing", "removing")
+
+
+def teardown(store: Store, name: str, rec: PodRecord | None,
+             tags: dict[str, list[int]] | None = None) -> None:
+    """Frees everything pod name may hold: pauses, mounts, network, cgroups.
+
+    rec None (or a record in `starting` or `removing`): the record may not
+    name everything, so each part is found by the pod's name (the pause by
+    its tag, the address and ports by the records naming the pod, the veth
+    and cgroups by the names derived from it). Every part is tried; the
+    failures are raised together, and the caller keeps the record.
+    """
+    pdir = store.pod_dir(name)
+    sweep = rec is None or rec.state in ("starting", "removing")
+    for pid in pauses_of(pdir, pause_tags() if sweep and tags is None else tags or {}):
+        pausectl.kill_and_forget(pid)
+    if rec is not None and rec.pause.alive():
+        pausectl.kill_and_forget(rec.pid)
+    unmount_all(pdir)
+    failed = []
+    try:
+        podnet.release(store, [(name, None if sweep or rec is None else rec.net)])
+    except NspodError as e:
+        failed.append(str(e))
+    try:
+        cgroups.remove(cgroup_dirs(store, rec, name))
+    except NspodError as e:
+        failed.append(str(e))
+    if failed:
+        raise NspodError(f'pod "{name}": kept, could not free: {"; ".join(failed)}')
+    forget_pause(pdir)
+
+
+def settle(store: Store, rec: PodRecord) -> PodRecord:
+    """With the pod's lock held: a record a dead pause or a killed verb left, made true.
+
+    `running` with its pause dead, `starting` (a killed start) and `releasing`
+    (a free that failed) become `exited` once everything is freed; until then
+    the record stays `releasing`, naming what it holds, and the next verb
+    tries again. `removing` is left for rm and gc to finish.
+    """
+    if rec.state in SETTLED or rec.state == "removing":
+        return rec
+    if rec.state == "running" and rec.pause.alive():
+        return rec
+    if rec.state == "running":
+        rec.state = "releasing"  # the intent, before the first free
+        store.save(rec)
+    teardown(store, rec.name, rec)
+    ip = rec.net.get("ip") or rec.net.get("released_ip")
+    rec.net = {"released_ip": ip} if ip else {}
+    rec.state = "exited"
+    rec.finished = rec.finished or time.time()
+    store.save(rec)
+    return rec
+
 
 def refresh(store: Store, rec: PodRecord) -> PodRecord:
-    """Marks a pod whose pause died `exited` and frees its kernel objects.
+    """The record made true (see settle), unless a verb is at work on the pod.
 
-    The record stays until rm or gc, so the user sees what died.
+    The record stays until rm or gc, so the user sees what died. A free that
+    fails leaves the pod `releasing`, shown as such; refresh itself never fails.
     """
-    if rec.state != "running" or rec.pause.alive():
+    if rec.state in SETTLED or rec.state == "removing" or (
+            rec.state == "running" and rec.pause.alive()):
         return rec
-    with store.lock(rec.name):
+    with store.try_lock(rec.name) as mine:
+        if not mine:
+            return rec  # a verb is at work on it: shown as it is
         rec = store.load(rec.name)
-        if rec.state == "running" and not rec.pause.alive():
-            release_namespaces(store.pod_dir(rec.name))
-            with contextlib.suppress(NspodError):
-                cgroups.remove(cgroup_dirs(store, rec, rec.name), timeout=0.5)
-            # its address and ports go back too; start claims them again
-            with contextlib.suppress(NspodError):
-                podnet.release(store, [(rec.name, rec.net)])
-            rec.net = {"released_ip": rec.net["ip"]} if rec.net.get("ip") else {}
-            forget_pause(store.pod_dir(rec.name))
-            rec.state = "exited"
-            rec.finished = time.time()
-            store.save(rec)
-    return rec
+        try:
+            return settle(store, rec)
+        except NspodError:
+            return store.load(rec.name)
 
 
 def get(store: Store, name: str) -> PodRecord:
@@ -52,14 +105,17 @@ def get(store: Store, name: str) -> PodRecord:
     return refresh(store, store.load(name))
 
 
-def list_pods(store: Store) -> list[PodRecord]:
-    out = []
+def list_pods(store: Store) -> tuple[list[PodRecord], list[DamagedRecord]]:
+    """Every pod's record, refreshed, and the damaged ones apart: each affects only its pod."""
+    out, damaged = [], []
     for name in store.names():
         try:
             out.append(get(store, name))
         except NoSuchPod:
             continue  # removed meanwhile
-    return out
+        except DamagedRecord as e:
+            damaged.append(e)
+    return out, damaged
 
 
 def gc_light(store: Store) -> None:
@@ -86,16 +142,23 @@ def gc_light(store: Store) -> None:
             continue
 
 
-def gc(store: Store) -> list[str]:
-    """Gives back everything held by pods that died on their own or were half made.
+def gc(store: Store) -> tuple[list[str], list[str]]:
+    """Gives back everything held by pods that died, were half made or half removed.
 
-    Running pods, pods being created (their lock is held) and pods stopped by
-    the user are untouched. Returns the names removed.
+    Running pods, pods a verb is working on (their lock is held) and pods
+    stopped by the user are untouched; a pod whose record is damaged goes,
+    with everything it held. Then the sweep: what the kernel and the address
+    and port records hold for pods whose directory is gone (the state root
+    deleted under running pods, a crash between steps).
+
+    Returns (removed, kept): a pod that still holds something after a failed
+    free is kept, marked `releasing`, and freed by the next gc.
     """
-    removed = []
+    removed: list[str] = []
+    kept: list[str] = []
     tags = pause_tags()  # one scan of /proc for every pod
     with contextlib.ExitStack() as locks:
-        # 1. which pods: those whose lock is free and whose pause is gone
+        # 1. which pods: those whose lock is free and whose record is not a live pod's
         dead: list[tuple[str, str, PodRecord | None]] = []
         for pdir in store.dirs():
             name = os.path.basename(pdir)
@@ -103,33 +166,88 @@ def gc(store: Store) -> list[str]:
                 continue  # a create or another verb is working on it
             try:
                 rec: PodRecord | None = store.load(name)
-            except NoSuchPod:
-                rec = None  # half made: what it holds is found by its name
-            except DamagedRecord:
-                # nspod writes pod.json whole or not at all: damage came from
-                # outside, and the pod may be running or stopped. Left alone;
-                # ls and inspect name the file.
+            except (NoSuchPod, DamagedRecord):
+                rec = None  # half made or damaged: what it holds is found by its name
+            except NspodError:
+                continue  # a name nspod never makes: not its pod
+            if rec is not None and (rec.state == "stopped" or (
+                    rec.state == "running" and rec.pause.alive())):
                 continue
-            if rec is not None and (
-                    rec.state == "stopped" or (rec.state == "running" and rec.pause.alive())):
-                continue
-            for pid in pauses_of(pdir, tags):
-                pausectl.kill_and_forget(pid)
-            unmount_all(pdir)
+            if rec is not None and rec.state == "running":
+                rec.state = "releasing"  # the intent, before the first free
+                store.save(rec)
             dead.append((name, pdir, rec))
-        # 2. their network, in batches: the kernel's costs are per call
-        with contextlib.suppress(NspodError):
-            podnet.release(store, [(name, rec.net if rec is not None else None)
-                                   for name, _, rec in dead])
-        # 3. their cgroups and state
+        checkpoint("gc")
+        # 2. their network in batches (the kernel's costs are per call), the rest per pod
+        failed: dict[str, str] = {}
+        batch = [(name, rec) for name, _, rec in dead
+                 if rec is not None and rec.state in ("exited", "releasing")]
+        try:
+            podnet.release(store, [(name, rec.net) for name, rec in batch])
+        except podnet.ReleaseFailed as e:
+            failed.update((name, "; ".join(whys)) for name, whys in e.pods.items())
+        for name, rec in batch:
+            if name not in failed:
+                rec.net = {}  # freed: teardown need not do it again
         for name, pdir, rec in dead:
-            with contextlib.suppress(NspodError):
-                cgroups.remove(cgroup_dirs(store, rec, name))
+            if name in failed:
+                kept.append(f"{name} ({failed[name]})")
+                continue
+            try:
+                teardown(store, name, rec, tags)
+            except NspodError as e:
+                if rec is not None and rec.state in ("exited", "releasing"):
+                    rec.state = "releasing"
+                    store.save(rec)
+                kept.append(f"{name} ({e})")
+                continue
             remove_tree(pdir)
             removed.append(name)
-    # cgroups of pods whose directory is gone (a create killed before it made one)
-    cgroups.collect_garbage(store.root, (os.path.basename(p) for p in store.dirs()))
-    return removed
+    kept += sweep(store, tags)
+    return removed, kept
+
+
+def sweep(store: Store, tags: dict[str, list[int]]) -> list[str]:
+    """Frees what pods whose directory is gone still hold; returns what it could not.
+
+    Their names come from the kernel and the shared records: pauses tagged
+    with a directory of this root, this root's cgroups, address and port
+    records. Each is taken under its name (the directory made again and
+    locked for the while): a create of that name waits for its turn.
+    """
+    from nspod import ipam, portmap
+
+    names: set[str] = set()
+    prefix = store.pods + "/"
+    names.update(t[len(prefix):] for t in tags if t.startswith(prefix))
+    layout = cgroups.detect()
+    key = cgroups.root_key(store.root) + "-"
+    for base in layout.bases() if layout is not None else []:
+        with contextlib.suppress(OSError):
+            names.update(e[len(key):] for e in os.listdir(base) if e.startswith(key))
+    names.update(ipam.holders(store))
+    names.update(portmap.holders(store))
+    kept = []
+    for name in sorted(names):
+        if not valid_name(name):
+            continue
+        pdir = store.pod_dir(name)
+        try:
+            store.ensure()
+            os.mkdir(pdir, 0o711)
+        except FileExistsError:
+            continue  # a pod of that name exists: gc's first part judged it
+        except OSError:
+            continue
+        try:
+            with store.lock(name):
+                teardown(store, name, None, tags)
+        except NspodError as e:
+            kept.append(f"{name} ({e})")
+        finally:
+            with contextlib.suppress(OSError):
+                os.rmdir(pdir)
+    return kept
 
 
 def pause_tags() -> dict[str, list[int]]:

@@ -165,9 +165,13 @@ def cmd_kill(a: Parsed, root: str | None) -> int:
 
 def cmd_gc(a: Parsed, root: str | None) -> int:
     from nspod import gc
+    from nspod.errors import NspodError
 
-    for name in gc.gc(_store(root)):
+    removed, kept = gc.gc(_store(root))
+    for name in removed:
         print(name)
+    if kept:  # kept `releasing`: the next gc frees them once the fault is gone
+        raise NspodError(f"gc: kept {len(kept)}: {'; '.join(kept)}")
     return 0
 
 
@@ -204,12 +208,16 @@ def cmd_ls(a: Parsed, root: str | None) -> int:
     from nspod import gc, render
 
     store = _store(root)
-    recs = gc.list_pods(store)
+    recs, damaged = gc.list_pods(store)
+    for e in damaged:  # said, and the other pods listed all the same
+        print(f"nspod: {e}", file=sys.stderr)
     if a.quiet:
         for r in recs:
             print(r.name)
-    elif a.json:
+        return damaged[0].code if damaged else 0
+    if a.json:
         print(render.to_json([_view(store, r) for r in recs]))
+        return damaged[0].code if damaged else 0
     else:
         rows = [("NAME", "STATE", "PID", "IP", "AGE")]
         for r in recs:
@@ -217,7 +225,7 @@ def cmd_ls(a: Parsed, root: str | None) -> int:
             rows.append((r.name, r.state, str(r.pid if r.state == "running" else "-"), ip,
                          render.age(r.created)))
         print(render.table(rows))
-    return 0
+    return damaged[0].code if damaged else 0
 
 
 def cmd_inspect(a: Parsed, root: str | None) -> int:

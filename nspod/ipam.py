@@ -171,3 +171,12 @@ def release_for_pod(store: Store, pod: str) -> list[str]:
                 freed.append(entry.name)
     return freed
 
+
+
+def holders(store: Store) -> set[str]:
+    """The pods address records name (gc's sweep: records whose pod directory is gone)."""
+    try:
+        entries = list(os.scandir(_dir(store)))
+    except FileNotFoundError:
+        return set()
+    return {_holder(e.path) for e in entries if not e.name.startswith(".") and e.is_file()}

@@ -16,7 +16,7 @@ import time
 
 from nspod import lean, records, spawn
 from nspod import syscalls as sc
-from nspod.errors import DamagedRecord, NoSuchPod, NspodError, PodNotRunning
+from nspod.errors import DamagedRecord, NspodError, PodNotRunning
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,11 +34,7 @@ class Pod:
     def __init__(self, root: str, name: str) -> None:
         self.name = lean.check_name(name)
         self.dir = os.path.join(root, "pods", name)
-        try:
-            self.rec = records.read(os.path.join(self.dir, "pod.json"), records.POD,
-                                    records.POD_REQUIRED)
-        except FileNotFoundError:
-            raise NoSuchPod(f'pod "{name}": no such pod') from None
+        self.rec = records.read_pod(self.dir, name)
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.dir, *parts)

@@ -13,17 +13,15 @@ import os
 import time
 
 from nspod import cgroups, etcfiles, lean, pausectl, podnet, procs
-from nspod.errors import NoSuchPod, NspodError, PodExists, PodNotRunning, UsageError
-from nspod.gc import gc_light, get
+from nspod.errors import DamagedRecord, NspodError, PodExists, PodNotRunning, UsageError
+from nspod.gc import gc_light, get, settle, teardown
 from nspod.lean import check_name, proc_start, write_atomic
 from nspod.poddir import (
-    cgroup_dirs,
     checkpoint,
     forget_pause,
     pin_namespaces,
     release_namespaces,
     remove_tree,
-    unmount_all,
 )
 from nspod.security import SecurityOpts
 from nspod.store import PodRecord, Store
@@ -108,6 +106,11 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
     try:
         os.mkdir(pdir, 0o711)
     except FileExistsError:
+        if not os.path.exists(os.path.join(pdir, "pod.json")):
+            with store.try_lock(name) as free:
+                if free:  # no create at work on it: one was killed half way
+                    raise PodExists(f'pod "{name}" was left half made by a killed create: '
+                                    "run nspod gc to free it") from None
         raise PodExists(f'pod "{name}" already exists') from None
     # The lock is held until create returns: gc leaves a pod being made alone,
     # and takes what a killed create left once the lock is free.
@@ -208,29 +211,47 @@ def _protect_from_oom(pid: int) -> None:
 
 
 def start_pod(store: Store, name: str) -> PodRecord:
-    """A stopped (or exited) pod runs again: new pause, same name and spec."""
+    """A stopped (or exited) pod runs again: new pause, same name and spec.
+
+    `starting` is recorded before anything is made: a start killed at any
+    step leaves a record that says the pod may hold anything under its name,
+    and the next verb (or gc) frees it all (gc.settle).
+    """
     with store.lock(name):
-        rec = store.load(name)
-        if rec.state == "running" and rec.pause.alive():
+        rec = settle(store, store.load(name))
+        if rec.state == "running":
             raise NspodError(f'start pod "{name}": pod is already running')
+        if rec.state == "removing":
+            raise NspodError(f'start pod "{name}": a removal was interrupted: '
+                             f'run nspod rm -f {name}')
+        before = rec.state
+        rec.state = "starting"
+        store.save(rec)
+        checkpoint("starting")
         pdir = store.pod_dir(name)
         release_namespaces(pdir)
-        with contextlib.ExitStack() as undo:
-            if rec.spec.get("net", "bridge") == "bridge" and not rec.net.get("ip"):
-                rec.net = podnet.claim(store, rec, undo, prefer=rec.net.get("released_ip"))
-            _launch(store, rec, undo)
+        try:
+            with contextlib.ExitStack() as undo:
+                if rec.spec.get("net", "bridge") == "bridge" and not rec.net.get("ip"):
+                    rec.net = podnet.claim(store, rec, undo, prefer=rec.net.get("released_ip"))
+                _launch(store, rec, undo)
+                store.save(rec)
+                undo.pop_all()
+        except NspodError:
+            rec.state = before  # rolled back: as it was
             store.save(rec)
-            undo.pop_all()
+            raise
         return rec
 
 
 def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
     """TERM to every process of the pod, KILL after timeout, pause last."""
     with store.lock(name):
-        rec = store.load(name)
+        rec = settle(store, store.load(name))
         pdir = store.pod_dir(name)
         if rec.state == "running" and rec.pause.alive():
             procs.stop_all(rec, pdir, timeout)
+        checkpoint("stopping")
         release_namespaces(pdir)
         forget_pause(pdir)
         # The veth goes with the netns, but only once the kernel gets to it: delete
@@ -247,20 +268,34 @@ def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
 
 
 def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> None:
-    rec = get(store, name)
-    if rec.state == "running":
+    """rm: `removing` is recorded first, then everything the pod may hold is freed
+    by its name, the record last. A killed rm leaves `removing`: rm -f or gc
+    finishes it; nothing is ever shown that was freed. A damaged record goes
+    with -f, found by the pod's name."""
+    try:
+        rec: PodRecord | None = get(store, name)
+    except DamagedRecord:
+        if not force:
+            raise
+        rec = None
+    if rec is not None and rec.state in ("running", "starting"):
         if not force:
             raise NspodError(f'rm pod "{name}": pod is running (stop it first, or use rm -f)')
-        stop_pod(store, name, timeout)
+        if rec.state == "running":
+            stop_pod(store, name, timeout)
     with store.lock(name):
         pdir = store.pod_dir(name)
-        if not os.path.exists(os.path.join(pdir, "pod.json")):
-            raise NoSuchPod(f'pod "{name}": no such pod')
-        unmount_all(pdir)
-        rec = store.load(name)
-        podnet.release(store, [(name, rec.net)])
-        # before the state: a cgroup still busy leaves the pod for another rm to retry
-        cgroups.remove(cgroup_dirs(store, rec, name))
+        try:
+            rec = store.load(name)
+        except DamagedRecord:
+            if not force:
+                raise
+            rec = None
+        if rec is not None:
+            rec.state = "removing"
+            store.save(rec)
+        checkpoint("removing")
+        teardown(store, name, rec)
         remove_tree(pdir)
 
 

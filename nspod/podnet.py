@@ -87,52 +87,71 @@ def wire(store: Store, name: str, netrec: dict[str, Any], netns: str,
 def release(store: Store, pods: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
     """Frees the rules, veths and addresses of pods, in that order. Idempotent.
 
-    pods: (name, its net record), or (name, None) for a pod with no usable
-    record (a killed create): its address and port records are found by the
-    name they contain, its rules by their comment, its veth by the name
-    derived from the pod. Many pods go in batches: one nft transaction, one
-    link deletion. Every part is tried even after one fails, but an address
-    whose rules could not be removed is kept; the failures are raised
-    together at the end.
+    pods: (name, its net record), or (name, None) for a pod whose record
+    cannot be trusted to name everything (a killed create or start, a damaged
+    record): its address and port records are found by the name they
+    contain, its rules by their comment, its veth by the name derived from
+    the pod. Many pods go in batches: one nft transaction, one link deletion.
+    Every part is tried even after one fails, but an address whose rules
+    could not be removed is kept (no rule may send traffic to an address
+    another pod may get); ReleaseFailed names each pod that still holds
+    something, and what.
     """
     if all(netrec == {} for _, netrec in pods):
         return  # --net none or host, or released already
     from nspod import ipam, net, portmap
 
-    failed: list[str] = []
+    failed: dict[str, list[str]] = {}
 
-    def attempt(fn: Callable[..., Any], *args: Any) -> bool:
+    def attempt(names: Sequence[str], fn: Callable[..., Any], *args: Any) -> bool:
         try:
             fn(*args)
             return True
         except NspodError as e:
-            failed.append(str(e))
+            why = str(e)
         except OSError as e:
-            failed.append(f"{e.filename or 'release'}: {os_reason(e)}")
+            why = f"{e.filename or 'release'}: {os_reason(e)}"
+        for name in names:
+            failed.setdefault(name, []).append(why)
         return False
 
     by_table: dict[str, list[tuple[str, list[Any]]]] = {}
-    veths = []
+    veths: list[tuple[str, str]] = []
     for name, netrec in pods:
         if netrec is None:
-            unpublished = attempt(portmap.release_for_pod, store, portmap.table_from_env(), name)
-            attempt(net.delete_link, net.veth_name(store.root, name, net.bridge_from_env()))
+            unpublished = attempt([name], portmap.release_for_pod, store,
+                                  portmap.table_from_env(), name)
+            attempt([name], net.delete_link, net.veth_name(store.root, name,
+                                                          net.bridge_from_env()))
             if unpublished:
-                attempt(ipam.release_for_pod, store, name)
+                attempt([name], ipam.release_for_pod, store, name)
             continue
         ports = [portmap.Publish.from_dict(d) for d in netrec.get("ports", [])]
         if ports:
             table = netrec.get("table") or portmap.table_from_env()
             by_table.setdefault(table, []).append((name, ports))
         if netrec.get("veth"):
-            veths.append(netrec["veth"])
-    keep: set[str] = set()  # an address stays while a rule may still send traffic to it
+            veths.append((name, netrec["veth"]))
+    rules_kept: set[str] = set()  # their address stays: a rule may still send traffic to it
     for table, entries in by_table.items():
-        if not attempt(portmap.unpublish_many, store, table, entries):
-            keep.update(name for name, _ in entries)
-    attempt(net.delete_links, veths)
+        if not attempt([], portmap.unpublish_many, store, table, entries):
+            for name, ports in entries:  # one by one: only the failing pods keep theirs
+                if not attempt([name], portmap.unpublish, store, table, name, ports):
+                    rules_kept.add(name)
+    if not attempt([], net.delete_links, [v for _, v in veths]):
+        for name, veth in veths:  # one by one: only the failing pods keep their record
+            attempt([name], net.delete_link, veth)
     for name, netrec in pods:
-        if netrec is not None and netrec.get("ip") and name not in keep:
-            attempt(ipam.release, store, netrec["ip"], name)
+        if netrec is not None and netrec.get("ip") and name not in rules_kept:
+            attempt([name], ipam.release, store, netrec["ip"], name)
     if failed:
-        raise NspodError("; ".join(failed))
+        raise ReleaseFailed(failed)
+
+
+class ReleaseFailed(NspodError):
+    """Some pods still hold part of their network: pods maps each to what failed."""
+
+    def __init__(self, pods: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"pod {name!r}: {'; '.join(whys)}"
+                                   for name, whys in pods.items()))
+        self.pods = pods

@@ -362,3 +362,12 @@ def release_for_pod(store: Store, table: str, pod: str) -> None:
         for entry in entries:
             if _holder(entry.path)[0] == pod:
                 os.unlink(entry.path)
+
+
+def holders(store: Store) -> set[str]:
+    """The pods port records name (gc's sweep: records whose pod directory is gone)."""
+    try:
+        entries = list(os.scandir(_dir(store)))
+    except FileNotFoundError:
+        return set()
+    return {_holder(e.path)[0] for e in entries if not e.name.endswith(".lock") and e.is_file()}

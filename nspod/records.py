@@ -9,7 +9,7 @@ A missing file stays FileNotFoundError: each caller says what that means.
 from __future__ import annotations
 
 from nspod import lean
-from nspod.errors import DamagedRecord
+from nspod.errors import DamagedRecord, NoSuchPod
 from nspod.errors import os_reason as _reason
 
 TYPE_CHECKING = False
@@ -67,3 +67,13 @@ def read_claimed(path: str, fields: dict[str, Any], required: tuple[str, ...],
         if key in data and not isinstance(data[key], types):
             raise DamagedRecord(path, f"{key!r} is a {type(data[key]).__name__}")
     return data
+
+
+def read_pod(pdir: str, name: str) -> dict[str, Any]:
+    """The pod.json of pod name in pdir: NoSuchPod when absent, damage named with the pod."""
+    try:
+        return read(pdir + "/pod.json", POD, POD_REQUIRED)
+    except FileNotFoundError:
+        raise NoSuchPod(f'pod "{name}": no such pod') from None
+    except DamagedRecord as e:
+        raise DamagedRecord(e.path, e.why, name) from None

@@ -81,6 +81,6 @@ def stats(store: Store, names: list[str]) -> list[PodStats]:
             if r.state != "running":
                 raise PodNotRunning(f'stats pod "{r.name}": pod is not running')
     else:
-        recs = [r for r in list_pods(store) if r.state == "running"]
+        recs = [r for r in list_pods(store)[0] if r.state == "running"]
     return [PodStats(r.name, r.created, usage(cgroup_dirs(store, r, r.name)))
             for r in recs]

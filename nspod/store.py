@@ -43,6 +43,17 @@ class ProcId:
         return self.pid > 0 and proc_start(self.pid) == self.start
 
 
+STATES = {  # what each state promises about the kernel objects the pod holds
+    "running": "pause alive (else settled), the namespaces, cgroup, veth, address, ports",
+    "stopped": "no process; address and ports kept for start",
+    "exited": "nothing: pause died and everything was freed",
+    # intents: written before the act, so a killed verb leaves one behind
+    "starting": "anything, found by the pod's name (a start in progress or killed)",
+    "releasing": "what the record names: a free that failed, retried by the next verb",
+    "removing": "anything, found by the pod's name: rm -f or gc finishes the removal",
+}
+
+
 class PodRecord:
     """What nspod knows of a pod: its spec and its runtime facts."""
 
@@ -55,7 +66,7 @@ class PodRecord:
         name: str,
         hostname: str,
         created: float,
-        state: str = "running",  # running | stopped | exited, as last recorded
+        state: str = "running",  # running | stopped | exited; or an intent: see STATES
         pid: int = 0,
         pid_start: int = 0,
         finished: float | None = None,
@@ -147,11 +158,7 @@ class Store:
 
     def load(self, name: str) -> PodRecord:
         check_name(name)
-        path = os.path.join(self.pod_dir(name), "pod.json")
-        try:
-            return PodRecord.from_dict(records.read(path, records.POD, records.POD_REQUIRED))
-        except FileNotFoundError:
-            raise NoSuchPod(f'pod "{name}": no such pod') from None
+        return PodRecord.from_dict(records.read_pod(self.pod_dir(name), name))
 
     def save(self, rec: PodRecord) -> None:
         write_atomic(os.path.join(self.pod_dir(rec.name), "pod.json"), rec.to_json())

@@ -47,41 +47,23 @@ def test_full_stdout_says_so(pod_env: PodEnv) -> None:
 
 
 def test_pod_record_that_is_a_directory(pod_env: PodEnv) -> None:
-    """Every verb says which file is damaged, in one line; gc leaves the pod alone."""
+    """Every verb says which file is damaged, in one line, and how to get out."""
     pod_env.create("--net", "none", "p")
     record = pod_env.root / "pods" / "p" / "pod.json"
     saved = record.read_text()
     record.unlink()
     record.mkdir()
     try:
-        line = f"nspod: damaged record {record}: is a directory\n"
+        line = f'nspod: pod "p": damaged record {record}: is a directory: run nspod rm -f p\n'
         for args in (("ls",), ("inspect", "p"), ("join", "p", "--", "true"), ("ps", "p"),
-                     ("stop", "p"), ("rm", "-f", "p"), ("kill", "p")):
+                     ("stop", "p"), ("rm", "p"), ("kill", "p")):
             r = pod_env.run(*args)
             assert (r.returncode, r.stderr) == (125, line), args
-        r = pod_env.run("gc")
-        assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
     finally:
         record.rmdir()
         record.write_text(saved)
     # the pod survived all of it
     assert pod_env.run("join", "p", "--", "true").returncode == 0
-
-
-@pytest.mark.parametrize("content", ["", '{"name": "p", "hostna', "[]", "\x00garbage"])
-def test_damaged_pod_record_content(pod_env: PodEnv, content: str) -> None:
-    pod_env.create("--net", "none", "p")
-    record = pod_env.root / "pods" / "p" / "pod.json"
-    saved = record.read_text()
-    record.write_text(content)
-    try:
-        for args in (("ls",), ("inspect", "p"), ("join", "p", "--", "true")):
-            r = pod_env.run(*args)
-            assert r.returncode == 125, args
-            assert r.stderr.startswith(f"nspod: damaged record {record}: "), args
-            assert r.stderr.count("\n") == 1, args
-    finally:
-        record.write_text(saved)
 
 
 def test_damaged_member_record(pod_env: PodEnv) -> None:
