@@ -83,6 +83,9 @@ def _dir(store: Store) -> str:
 
 
 def _claim(path: str, pod: str) -> bool:
+    """Records path for pod unless another pod holds it; under the ipam lock."""
+    if _holder(path) == "":  # claimed by one killed before it wrote: nobody's
+        os.unlink(path)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
@@ -166,7 +169,7 @@ def release_for_pod(store: Store, pod: str) -> list[str]:
         for entry in entries:
             if entry.name.startswith(".") or not entry.is_file():
                 continue
-            if _holder(entry.path) == pod:
+            if _holder(entry.path) in (pod, ""):  # "": see _claim
                 os.unlink(entry.path)
                 freed.append(entry.name)
     return freed

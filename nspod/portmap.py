@@ -162,6 +162,9 @@ def _reserve(store: Store, pod: str, ports: list[Publish]) -> None:
     try:
         for p in ports:
             path = os.path.join(d, p.record)
+            holder, _ = _holder(path)
+            if holder == "":  # a killed claimer's (see release_for_pod): nobody's
+                _unlink(path)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
@@ -360,8 +363,10 @@ def release_for_pod(store: Store, table: str, pod: str) -> None:
         except FileNotFoundError:
             return
         for entry in entries:
-            if _holder(entry.path)[0] == pod:
-                os.unlink(entry.path)
+            # empty: claimed by a create killed before it wrote the record (the
+            # claimer held this lock, so it is gone): nobody's, freed too
+            if not entry.name.endswith(".lock") and _holder(entry.path)[0] in (pod, ""):
+                _unlink(entry.path)
 
 
 def holders(store: Store) -> set[str]:
