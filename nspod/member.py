@@ -249,11 +249,13 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
             # has no Python (python-prctl's C module, for capabilities)
             security.preload()
             rootfs.enter(root, volumes, read_only,
-                         etc if os.path.isdir(etc) else None)
+                         etc if os.path.isdir(etc) else None, mask=not policy.privileged)
         else:
             # the pod's /etc/hosts, hostname, resolv.conf over the host's, privately
             etcfiles.bind_into(etc, "/")
             rootfs.bind_volumes(volumes)
+            if not policy.privileged:
+                security.mask_host()
         env = security.apply_security(policy, "/")
         return {k: v for k, v in env.items() if k not in explicit}  # -e wins
 
