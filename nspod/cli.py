@@ -138,9 +138,9 @@ SECURITY_OPTS = (
     Opt(("--privileged",), "privileged", "every capability, /proc unmasked, no no_new_privs"),
 )
 SECURITY_HELP = """\
-A joined process gets the default container capabilities (CHOWN, DAC_OVERRIDE,
-FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW,
-SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP), no_new_privs, and a /proc with kcore,
+A joined process gets podman's default capabilities (CHOWN, DAC_OVERRIDE,
+FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT,
+SETFCAP), no_new_privs, and a /proc with kcore,
 keys, timer_list, ... masked, sys, sysrq-trigger, irq, bus, fs read-only, and /sys
 read-only (--privileged: none of this)."""
 
@@ -195,6 +195,8 @@ VERBS = {
                 Opt(("-i", "--interactive"), "interactive", "with -t: pass stdin to the terminal"),
                 Opt(("-u", "--user"), "user", "run as UID[:GID] or NAME[:GROUP] (names from the "
                     "member's /etc/passwd and /etc/group)", "USER"),
+                Opt(("--mix-roots",), "mix_roots", "allow members with a rootfs and members on "
+                    "the host's files in one pod (the former can then reach the host's files)"),
                 *SECURITY_OPTS,
                 *ROOTFS_OPTS,
             ),
@@ -339,7 +341,8 @@ def cmd_join(a: Parsed, root: str | None) -> int:
     spec = member.JoinSpec(pod=a.pod, argv=a.command, env=dict(a.env), cwd=a.workdir,
                            detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,
                            security=_security(a), user=a.user, rootfs=a.rootfs,
-                           volumes=tuple(a.volume), read_only=a.read_only)
+                           volumes=tuple(a.volume), read_only=a.read_only,
+                           mix_roots=a.mix_roots)
     name, code = member.join(_root(root), spec)
     if a.detach:
         print(name)

@@ -67,7 +67,7 @@ def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
 
 class JoinSpec:
     __slots__ = ("pod", "argv", "env", "cwd", "detach", "name", "tty", "interactive",
-                 "security", "user", "rootfs", "volumes", "read_only")
+                 "security", "user", "rootfs", "volumes", "read_only", "mix_roots")
 
     def __init__(
         self,
@@ -84,6 +84,7 @@ class JoinSpec:
         rootfs: str | None = None,  # overrides the pod's
         volumes: Sequence[Any] = (),  # rootfs.Volume, added to the pod's
         read_only: bool = False,
+        mix_roots: bool = False,  # rootfs members and members on the host's files together
     ) -> None:
         self.pod = pod
         self.argv = argv
@@ -98,6 +99,7 @@ class JoinSpec:
         self.rootfs = rootfs
         self.volumes = volumes
         self.read_only = read_only
+        self.mix_roots = mix_roots
 
 
 def _generate_name(pod: Pod, argv0: str) -> str:
@@ -110,7 +112,8 @@ def _claim_name(pod: Pod, name: str) -> None:
     """Makes NAME's record file, refusing a name a running member holds."""
     path = pod.path("members", f"{name}.json")
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644))
         return
     except FileExistsError:
         pass
@@ -151,11 +154,10 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
     try:
         if spec.detach:
             os.makedirs(pod.path("logs"), exist_ok=True)
-            log_fd = os.open(pod.path("logs", f"{name}.log"),
-                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+            log_fd = _create(pod.path("logs", f"{name}.log"), 0o640)
         if spec.tty:
             master, slave = os.openpty()
-        prepare, cgroup_fds = _prepare(pod, spec)
+        prepare, cgroup_fds, enter_cgroup = _prepare(pod, spec)
         mspec = spawn.MemberSpec(
             argv=spec.argv,
             env=member_env(spec.env, pod.rec.get("hostname", pod.name)),
@@ -165,19 +167,16 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             detach=spec.detach,
             log_fd=log_fd,
             tty=slave,
+            logger_prepare=enter_cgroup,
         )
         terminal = _Terminal(master, spec.interactive) if spec.tty else None
-        fg_tty = (not spec.detach and not spec.tty and os.isatty(0)
-                  and _tcgetpgrp(0) == os.getpgrp())
         started = time.time()
 
         def on_started(host_pid: int, pod_pid: int, logger_pid: int) -> None:
             _finish_stale(pod, records, pod_pid)
             for pid in (pod_pid, logger_pid):
                 if pid:
-                    fd = os.open(str(pid), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                                 0o644, dir_fd=records)
-                    os.close(fd)
+                    os.close(_create(str(pid), 0o644, records))
             rec = {
                 "name": name, "argv": spec.argv, "host_pid": host_pid,
                 "oom_kills": _oom_kills(pod),
@@ -186,8 +185,6 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 "tty": spec.tty,
             }
             lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec), sync=False)
-            if fg_tty:
-                _tcsetpgrp(0, host_pid)  # the member gets the terminal: ^C, ^Z reach it
 
         try:
             member = spawn.start_member(mspec, on_started)
@@ -208,8 +205,6 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
         finally:
             if terminal is not None:
                 terminal.restore()
-            if fg_tty:
-                _tcsetpgrp(0, os.getpgrp())
         return name, spawn.exit_code(status)
     finally:
         os.close(records)
@@ -219,7 +214,8 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             os.close(master)
 
 
-def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], list[int]]:
+def _prepare(pod: Pod, spec: JoinSpec
+             ) -> tuple[Callable[[], dict[str, str]], list[int], Callable[[], None]]:
     """The member's setup before exec, run in it (in its own mount namespace).
 
     Order matters: join the pod's cgroup first (through fds opened here, in the
@@ -233,6 +229,7 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
     root = rootfs.check_rootfs(spec.rootfs) if spec.rootfs else pod_spec.get("rootfs")
     if root == "/":  # --rootfs /: the host's files, overriding the pod's rootfs
         root = None
+    _claim_roots(pod, host=not root, mix=spec.mix_roots)
     volumes = [rootfs.Volume.from_list(v) for v in pod_spec.get("volumes", [])]
     volumes += list(spec.volumes)
     rootfs.check_volumes(volumes)
@@ -242,8 +239,11 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
     cgroup_fds = cgroups.open_procs(pod_spec.get("cgroups", []))
     explicit = spec.env
 
-    def prepare() -> dict[str, str]:
+    def enter_cgroup() -> None:
         cgroups.enter(cgroup_fds)
+
+    def prepare() -> dict[str, str]:
+        enter_cgroup()
         if root:
             # what runs after the pivot must already be imported: the new root
             # has no Python (python-prctl's C module, for capabilities)
@@ -259,7 +259,66 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
         env = security.apply_security(policy, "/")
         return {k: v for k, v in env.items() if k not in explicit}  # -e wins
 
-    return prepare, cgroup_fds
+    return prepare, cgroup_fds, enter_cgroup
+
+
+def _claim_roots(pod: Pod, host: bool, mix: bool) -> None:
+    """Refuses a member with a rootfs in a pod that has had members on the host's
+    files since pause started, and the reverse, unless mix.
+
+    A member on the host's files is root on them, and /proc/PID/root of it is
+    the host's whole tree to any member with the same capabilities: a rootfs
+    member would be one `cat /proc/PID/root/etc/shadow` away from the host.
+    Non-dumpable would close that door only until the member's exec (which
+    makes it dumpable again), so the pod remembers which kinds it has had:
+    pods/NAME/members/.host-root and .rootfs, holding pause's pid and start
+    time (a restarted pod starts clean). Each join marks its own kind before
+    it looks for the other, so two racing joins of each kind cannot both pass.
+    """
+    token = f'{pod.rec.get("pid")} {pod.rec.get("pid_start")}'
+    mine, other = (".host-root", ".rootfs") if host else (".rootfs", ".host-root")
+    made = _mark(pod.path("members", mine), token)
+    if mix or _marker(pod.path("members", other)) != token:
+        return
+    if made:
+        _drop_marker(pod.path("members", mine))
+    have = "members on the host's files" if host else "members with a rootfs"
+    raise NspodError(
+        f'join pod "{pod.name}": the pod has {have}, and a rootfs member could reach the '
+        "host's files through a member without one: --mix-roots to allow it")
+
+
+def _marker(path: str) -> str | None:
+    try:
+        return lean.read_text(path)
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _mark(path: str, token: str) -> bool:
+    """Writes token at path unless it is there; True when this call wrote it."""
+    if _marker(path) == token:
+        return False
+    lean.write_atomic(path, token, sync=False)
+    return True
+
+
+def _drop_marker(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _create(path: str, mode: int, dir_fd: int | None = None) -> int:
+    """A new, empty state file at path, for writing: whatever was there (an old
+    record, a symlink a member planted) is removed first, never written through."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        os.unlink(path, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    return os.open(path, flags, mode, dir_fd=dir_fd)
 
 
 def _oom_kills(pod: Pod) -> int | None:
@@ -288,24 +347,6 @@ def _finish_stale(pod: Pod, records: int, pod_pid: int) -> None:
 
 def _readable(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])
-
-
-def _tcgetpgrp(fd: int) -> int:
-    try:
-        return os.tcgetpgrp(fd)
-    except OSError:
-        return -1
-
-
-def _tcsetpgrp(fd: int, pgrp: int) -> None:
-    """tcsetpgrp from a background group: SIGTTOU must not stop us meanwhile."""
-    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    try:
-        os.tcsetpgrp(fd, pgrp)
-    except OSError:
-        pass
-    finally:
-        signal.signal(signal.SIGTTOU, old)
 
 
 class _Terminal:
@@ -499,9 +540,11 @@ def logs(
             f'logs: member "{name}" ran in the foreground: its output went to its terminal')
     path = pod.path("logs", f"{name}.log")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NspodError(f'logs: no log for member "{name}"') from None
+    except OSError as e:
+        raise NspodError(f'logs: member "{name}": {os_reason(e)}') from e
     try:
         data = b""
         while chunk := os.read(fd, 1 << 20):

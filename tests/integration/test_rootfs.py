@@ -97,7 +97,7 @@ def test_dev_shm_is_shared_pod_wide(pod_env: PodEnv, rootfs: Path) -> None:
     assert run_in(pod_env, "p", "echo shared > /dev/shm/f").returncode == 0
     assert run_in(pod_env, "p", "cat /dev/shm/f").stdout == "shared\n"
     # a member on the host's files (--rootfs /) sees the pod's /dev/shm too, not the host's
-    r = pod_env.run("join", "--rootfs", "/", "p", "--", "cat", "/dev/shm/f")
+    r = pod_env.run("join", "--mix-roots", "--rootfs", "/", "p", "--", "cat", "/dev/shm/f")
     assert r.stdout == "shared\n", r.stderr
     assert not Path("/dev/shm/f").exists() or Path("/dev/shm/f").read_text() != "shared\n"
     # and the same file is not in another pod
