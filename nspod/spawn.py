@@ -523,7 +523,7 @@ def read_exit_record(records_fd: int, pod_pid: int) -> tuple[int, float] | None:
     try:
         fd = os.open(str(pod_pid), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                      dir_fd=records_fd)
-    except (FileNotFoundError, OSError):
+    except OSError:
         return None  # none, or not a record (a symlink planted there: ELOOP)
     try:
         data = os.read(fd, 256)
@@ -531,8 +531,11 @@ def read_exit_record(records_fd: int, pod_pid: int) -> tuple[int, float] | None:
         os.close(fd)
     if not data.endswith(b"\n"):
         return None
-    status, ms = data.split()[:2]
-    return int(status), int(ms) / 1000.0
+    try:
+        status, ms = data.split()[:2]
+        return int(status), int(ms) / 1000.0
+    except ValueError:
+        return None
 
 
 def exit_code(status: int) -> int:
