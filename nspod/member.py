@@ -218,14 +218,14 @@ def _prepare(pod: Pod, spec: JoinSpec
     host's mounts), then the filesystem, then /proc masks, user and
     capabilities last, since they take away the rights the steps before need.
     """
-    from nspod import cgroups, etcfiles, rootfs, security
+    from nspod import cgroups, etcfiles, mixing, rootfs, security
 
     pod_spec = pod.rec.get("spec", {})
     etc = pod.path("etc")
     root = rootfs.check_rootfs(spec.rootfs) if spec.rootfs else pod_spec.get("rootfs")
     if root == "/":  # --rootfs /: the host's files, overriding the pod's rootfs
         root = None
-    _claim_roots(pod, host=not root, mix=spec.mix_roots)
+    mixing.claim(pod, host=not root, mix=spec.mix_roots)
     volumes = [rootfs.Volume.from_list(v) for v in pod_spec.get("volumes", [])]
     volumes += list(spec.volumes)
     rootfs.check_volumes(volumes)
@@ -256,54 +256,6 @@ def _prepare(pod: Pod, spec: JoinSpec
         return {k: v for k, v in env.items() if k not in explicit}  # -e wins
 
     return prepare, cgroup_fds, enter_cgroup
-
-
-def _claim_roots(pod: Pod, host: bool, mix: bool) -> None:
-    """Refuses a member with a rootfs in a pod that has had members on the host's
-    files since pause started, and the reverse, unless mix.
-
-    A member on the host's files is root on them, and /proc/PID/root of it is
-    the host's whole tree to any member with the same capabilities: a rootfs
-    member would be one `cat /proc/PID/root/etc/shadow` away from the host.
-    Non-dumpable would close that door only until the member's exec (which
-    makes it dumpable again), so the pod remembers which kinds it has had:
-    pods/NAME/members/.host-root and .rootfs, holding pause's pid and start
-    time (a restarted pod starts clean). Each join marks its own kind before
-    it looks for the other, so two racing joins of each kind cannot both pass.
-    """
-    token = f'{pod.rec.get("pid")} {pod.rec.get("pid_start")}'
-    mine, other = (".host-root", ".rootfs") if host else (".rootfs", ".host-root")
-    made = _mark(pod.path("members", mine), token)
-    if mix or _marker(pod.path("members", other)) != token:
-        return
-    if made:
-        _drop_marker(pod.path("members", mine))
-    have = "members on the host's files" if host else "members with a rootfs"
-    raise NspodError(
-        f'join pod "{pod.name}": the pod has {have}, and a rootfs member could reach the '
-        "host's files through a member without one: --mix-roots to allow it")
-
-
-def _marker(path: str) -> str | None:
-    try:
-        return lean.read_text(path)
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _mark(path: str, token: str) -> bool:
-    """Writes token at path unless it is there; True when this call wrote it."""
-    if _marker(path) == token:
-        return False
-    lean.write_atomic(path, token, sync=False)
-    return True
-
-
-def _drop_marker(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _create(path: str, mode: int, dir_fd: int | None = None) -> int:

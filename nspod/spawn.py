@@ -355,6 +355,7 @@ def _exec_logger(out_r: int, err_r: int, log_fd: int,
         null = os.open("/dev/null", os.O_WRONLY)
         os.dup2(null, 2)
         os.dup2(binary, 4)
+        os.set_inheritable(4, False)  # fexecve(3) of an ELF binary needs no fd after it
         sc.close_range(5)
         os.setsid()
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
