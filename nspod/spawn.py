@@ -357,6 +357,14 @@ def _exec_logger(out_r: int, err_r: int, log_fd: int,
         os.dup2(binary, 4)
         os.set_inheritable(4, False)  # fexecve(3) of an ELF binary needs no fd after it
         sc.close_range(5)
+        # An empty root before the exec, too: exec makes the logger dumpable
+        # again until its first instructions drop that (csrc/logger.c).
+        empty = sc.fsmount("tmpfs", {"size": "4k", "nr_inodes": "1", "mode": "0555"},
+                           sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV
+                           | sc.MOUNT_ATTR_NOEXEC)
+        os.fchdir(empty)
+        os.chroot(".")
+        os.close(empty)
         os.setsid()
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         os.execve(4, ["nspod-logger"], {})
