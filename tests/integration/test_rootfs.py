@@ -269,3 +269,14 @@ def test_pause_is_no_way_out_even_with_sys_ptrace(pod_env: PodEnv, rootfs: Path,
     assert "host secret" not in r.stdout
     listed = set(r.stdout.split())
     assert not listed & {"bin", "etc", "usr", "proc", "tmp"}, r.stdout
+
+
+def test_rootfs_member_gets_proc_masked_and_read_only(pod_env: PodEnv, rootfs: Path) -> None:
+    present = [f for f in ("timer_list", "keys", "sched_debug") if Path("/proc", f).exists()]
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    reads = "for f in " + " ".join(present) + "; do echo $f $(head -c 64 /proc/$f | wc -c); done"
+    r = run_in(pod_env, "p", reads + "; echo x > /proc/sys/kernel/hostname; mkdir /sys/fs/x")
+    assert r.stdout == "".join(f"{f} 0\n" for f in present), r
+    assert r.stderr.count("Read-only file system") == 2, r
+    r = run_in(pod_env, "p", reads, "--privileged")
+    assert all(int(line.split()[1]) > 0 for line in r.stdout.splitlines()), r
