@@ -182,26 +182,33 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             }
             lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec), sync=False)
 
+        # A signal for the command may come as soon as it runs, before
+        # wait_member forwards them: held until then (children start with an
+        # empty mask, spawn.py).
+        signal.pthread_sigmask(signal.SIG_BLOCK, spawn.FORWARDED)
         try:
-            member = spawn.start_member(mspec, on_started)
-        except NspodError:
-            _drop_record(pod, name)
-            raise
+            try:
+                member = spawn.start_member(mspec, on_started)
+            except NspodError:
+                _drop_record(pod, name)
+                raise
+            finally:
+                if slave >= 0:
+                    os.close(slave)
+                for fd in cgroup_fds:
+                    os.close(fd)
+            if spec.detach:
+                os.close(member.pidfd)
+                return name, 0
+            try:
+                status = spawn.wait_member(member, records, lambda: not _readable(pause_fd),
+                                           terminal.relay if terminal else None)
+            finally:
+                if terminal is not None:
+                    terminal.restore()
+            return name, spawn.exit_code(status)
         finally:
-            if slave >= 0:
-                os.close(slave)
-            for fd in cgroup_fds:
-                os.close(fd)
-        if spec.detach:
-            os.close(member.pidfd)
-            return name, 0
-        try:
-            status = spawn.wait_member(member, records, lambda: not _readable(pause_fd),
-                                       terminal.relay if terminal else None)
-        finally:
-            if terminal is not None:
-                terminal.restore()
-        return name, spawn.exit_code(status)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, spawn.FORWARDED)
     finally:
         os.close(records)
         if log_fd >= 0:

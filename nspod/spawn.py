@@ -487,6 +487,7 @@ def wait_member(
             pass
 
     old = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # what came meanwhile goes now
     try:
         poller = select.poll()
         poller.register(member.pidfd, select.POLLIN)
