@@ -144,13 +144,19 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
     os.makedirs(pod.path("members"), exist_ok=True)
     name = spec.name or _generate_name(pod, spec.argv[0])
     _claim_name(pod, name)
-    records = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    records = os.open(pod.path("exits"),
+                      os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     log_fd = -1
     master = slave = -1
     try:
         if spec.detach:
             os.makedirs(pod.path("logs"), exist_ok=True)
-            log_fd = _create(pod.path("logs", f"{name}.log"), 0o640)
+            logs = os.open(pod.path("logs"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                           | os.O_CLOEXEC)
+            try:
+                log_fd = _create(f"{name}.log", 0o640, logs)
+            finally:
+                os.close(logs)
         if spec.tty:
             master, slave = os.openpty()
         prepare, cgroup_fds, enter_cgroup = _prepare(pod, spec)
@@ -416,7 +422,7 @@ def _member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
     if "status" in rec:
         return describe_status(rec["status"]), rec.get("finished")
     try:
-        fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         fd = -1
     if fd >= 0:
@@ -536,7 +542,7 @@ def _logger_done(pod: Pod, rec: dict[str, Any]) -> bool:
     if not lp:
         return member_state(pod, rec)[0] != "running"
     try:
-        fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return True
     try:
