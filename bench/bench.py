@@ -45,6 +45,7 @@ except ImportError:  # pragma: no cover - before networking was merged
 BRIDGE, SUBNET, TABLE = f"nsbench{os.getpid() % 100000}", "10.198.0.0/16", \
     f"nspod_bench{os.getpid()}"
 ROOT_PREFIX = "nspod-bench-"  # every state root of the bench: /run/nspod-bench-*
+HAND_PREFIX = f"nspod-bench-hand-{os.getpid()}-"  # this run's hand-made pods
 LOCK = Path("/run/nspod-bench.lock")
 SAMPLES: dict[str, list[float]] = {}  # figure -> every run, in ms (into bench.json)
 NOTES: list[str] = []  # what was skipped and why, printed under the table
@@ -116,17 +117,35 @@ def sweep_stale_roots() -> None:
             subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
 
 
+def _own_roots() -> list[Path]:
+    """This run's state roots (bench.owner holds our pid); other runs' are theirs."""
+    out = []
+    for p in Path("/run").glob(ROOT_PREFIX + "*"):
+        try:
+            if int((p / "bench.owner").read_text()) == os.getpid():
+                out.append(p)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def leaks() -> list[str]:
-    """What the bench would have left on the machine: mounts, roots, links, tables."""
+    """What this run left on the machine: mounts, roots, links, tables.
+
+    Only this run's: another bench running beside it (another session's,
+    nspod_benchc0, ...) has its own pid in every name it makes.
+    """
+    roots = _own_roots()
+    prefixes = tuple(f"{r}/" for r in roots) + (f"/tmp/{HAND_PREFIX}",)
     found = [f"mount {line.split()[1]}" for line in
              Path("/proc/self/mounts").read_text().splitlines()
-             if f"/{ROOT_PREFIX}" in line.split()[1] or "/nspod-bench-hand-" in line.split()[1]]
-    found += [f"state root {p}" for p in Path("/run").glob(ROOT_PREFIX + "*")
-              if (p / "bench.owner").exists()]
+             if line.split()[1].startswith(prefixes)]
+    found += [f"state root {p}" for p in roots]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    found += [f"link {w}" for w in links.split() if w.rstrip(":").startswith(("nsbench", "nsbh"))]
+    found += [f"link {w}" for w in links.split()
+              if w.rstrip(":").split("@")[0] == BRIDGE or w.startswith("nsbh")]
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    found += [f"nft {t.strip()}" for t in tables.splitlines() if "nspod_bench" in t]
+    found += [f"nft {t.strip()}" for t in tables.splitlines() if t.split()[-1:] == [TABLE]]
     netns = Path("/run/netns")
     found += [f"netns {p.name}" for p in netns.glob("nsbh-*")] if netns.is_dir() else []
     return found
@@ -288,7 +307,7 @@ def bench_core_cycle(runs: int) -> dict[str, float]:
 def _by_hand_unshare() -> float:
     """unshare's own pod: pid/uts/ipc/mnt/net namespaces with a sleeping PID 1,
     pinned by bind mounts as nspod does, then killed and unpinned."""
-    d = tempfile.mkdtemp(prefix="nspod-bench-hand-")
+    d = tempfile.mkdtemp(prefix=HAND_PREFIX, dir="/tmp")
     kinds = ("ipc", "uts", "net", "pid", "mnt")
     proc: subprocess.Popen[bytes] | None = None
     try:
