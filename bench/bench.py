@@ -527,6 +527,46 @@ def bench_gc(dead: int) -> dict[str, float]:
         return {"gc_dead_pods": dead, "gc_ms": took}
 
 
+def _oom_kills(cgroup_dirs: list[str]) -> int:
+    total = 0
+    for d in cgroup_dirs:
+        for name, key in (("memory.events", "oom_kill"), ("memory.oom_control", "oom_kill")):
+            try:
+                for line in Path(d, name).read_text().splitlines():
+                    if line.split()[:1] == [key]:
+                        total += int(line.split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total
+
+
+def bench_soak(joins: int, detached: int = 150) -> dict[str, float]:
+    """issue 12: `joins` x `join -- true` and `detached` x `join -d` into a --memory 16M pod.
+
+    The pod must survive without an OOM kill, its directory hold a bounded
+    number of files, and ps stay fast.
+    """
+    with world() as env:
+        nspod(env, "create", *NO_NET, "--memory", "16M", "soak")
+        pdir = Path(env["NSPOD_ROOT"]) / "pods" / "soak"
+        t0 = time.monotonic()
+        for _ in range(joins):
+            subprocess.run([NSPOD, "join", "soak", "--", "true"], env=env, check=True,
+                           capture_output=True)
+        join_s = time.monotonic() - t0
+        for _ in range(detached):
+            nspod(env, "join", "-d", "soak", "--", "true")
+        time.sleep(0.5)
+        nspod(env, "join", "-d", "soak", "--", "true")  # the join that prunes
+        ps_ms = median_ms(lambda: timed([NSPOD, "ps", "soak"], env), 5)
+        view = inspect(env, "soak")
+        cgroups = [str(d) for d in view.get("cgroups", [])]  # type: ignore[attr-defined]
+        return {"soak_joins": joins, "soak_join_ms": join_s / max(joins, 1) * 1000,
+                "soak_files": sum(1 for _ in pdir.rglob("*")),
+                "soak_oom_kills": _oom_kills(cgroups), "soak_ps_ms": ps_ms,
+                "soak_running": 1.0 if view["state"] == "running" else 0.0}
+
+
 # -- report --------------------------------------------------------------------------------
 
 
@@ -662,6 +702,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="few runs, small scale (a smoke test)")
     ap.add_argument("--runs", type=int, help="runs per figure (default 30, --quick 3)")
     ap.add_argument("--pods", type=int, help="pods for the scale figure (default 200, --quick 10)")
+    ap.add_argument("--soak", type=int, metavar="N",
+                    help="only the state soak: N joins into a --memory 16M pod (issue 12)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: needs root (sudo make bench)", file=sys.stderr)
@@ -693,6 +735,13 @@ def main() -> int:
     else:
         NOTES.append("podman: not installed (make bench-setup): no podman figures")
     r: dict[str, float] = {}
+    if args.soak is not None:
+        soak = bench_soak(args.soak)
+        left = leaks()
+        print(json.dumps(soak, indent=2))
+        if left:
+            print("LEAKED: " + "; ".join(left))
+        return 1 if left or soak["soak_oom_kills"] or not soak["soak_running"] else 0
     steps: list[tuple[str, str, Callable[[], dict[str, float]]]] = [
         ("join", "", lambda: bench_join(runs)),
         ("core create+rm", "", lambda: bench_core_cycle(min(runs, 20))),

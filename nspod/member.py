@@ -135,10 +135,15 @@ def join(root: str, spec: JoinSpec) -> tuple[str, int]:
 
 def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
     os.makedirs(pod.path("members"), exist_ok=True)
-    name = spec.name or _generate_name(pod, spec.argv[0])
-    _claim_name(pod, name)
     records = os.open(pod.path("exits"),
                       os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        _prune(pod, records)
+    except BaseException:
+        os.close(records)
+        raise
+    name = spec.name or _generate_name(pod, spec.argv[0])
+    _claim_name(pod, name)
     log_fd = -1
     master = slave = -1
     try:
@@ -209,6 +214,9 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             finally:
                 if terminal is not None:
                     terminal.restore()
+            # its status is read: a finished foreground member leaves no file
+            # (each would be a page of the pod's tmpfs, charged to its memory)
+            _forget(pod, records, name, member.pod_pid, 0)
             return name, spawn.exit_code(status)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, spawn.FORWARDED)
@@ -290,6 +298,44 @@ def _drop_record(pod: Pod, name: str) -> None:
         os.unlink(pod.path("members", f"{name}.json"))
     except OSError:
         pass
+
+
+MAX_ENDED = 100  # ended members whose records ps keeps showing, per pod
+
+
+def _prune(pod: Pod, records_fd: int) -> None:
+    """Keeps the records of at most MAX_ENDED ended members: the oldest go.
+
+    One listdir while under the bound (join's path); running members are
+    never touched.
+    """
+    try:
+        if len(os.listdir(pod.path("members"))) <= MAX_ENDED:
+            return
+    except FileNotFoundError:
+        return
+    ended = []
+    for rec, _path in member_records(pod, skip_damaged=True):
+        state, finished = _member_state(pod, rec)
+        if state != "running":
+            ended.append((finished or rec["started"], rec))
+    ended.sort(key=lambda e: e[0])
+    for _, rec in ended[:max(len(ended) - MAX_ENDED, 0)]:
+        _forget(pod, records_fd, rec["name"], rec.get("pod_pid", 0), rec.get("logger_pid", 0))
+
+
+def _forget(pod: Pod, records_fd: int, name: str, pod_pid: int, logger_pid: int) -> None:
+    """Removes an ended member's files: record, exit records, logs."""
+    for path, fd in ((pod.path("members", f"{name}.json"), None),
+                     (pod.path("logs", f"{name}.log"), None),
+                     (pod.path("logs", f"{name}.log.1"), None),
+                     (str(pod_pid), records_fd), (str(logger_pid), records_fd)):
+        if path == "0":
+            continue
+        try:
+            os.unlink(path, dir_fd=fd)
+        except OSError:
+            pass
 
 
 def _finish_stale(pod: Pod, exits_fd: int, pod_pid: int) -> None:

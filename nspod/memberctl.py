@@ -168,6 +168,10 @@ def kill_member(root: str, pod_name: str, name: str, sig: int) -> None:
     rec = find_member(pod, name)
     if member_state(pod, rec)[0] != "running":
         raise NspodError(f'kill: member "{name}" is not running')
+    if sig == signal.SIGKILL and rec.get("oom_kills") is not None:
+        # its SIGKILL is nspod's, whatever the OOM killer does meanwhile
+        rec["oom_kills"] = None
+        lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec), sync=False)
     try:
         fd = os.pidfd_open(rec["host_pid"])
     except ProcessLookupError:

@@ -207,8 +207,11 @@ def _nft(script: str, what: str) -> None:
     code, _, err = lean.run(["nft", "-f", "-"], script.encode())
     if code != 0:
         lines = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
-        why = lines[0] if lines else f"nft exited with {code}"
-        raise FirewallError(f"{what}: {why.removeprefix('Error: ').lower()}")
+        # "/dev/stdin:1:30-60: Error: ..." then the script line and carets: the
+        # message alone, without the parser's position
+        said = [ln.split("Error: ", 1)[1] for ln in lines if "Error: " in ln]
+        why = said[0] if said else lines[0] if lines else f"nft exited with {code}"
+        raise FirewallError(f"{what}: {why.lower()}")
 
 
 def table_script(table: str, bridge: str, subnet: str) -> str:

@@ -247,3 +247,28 @@ def test_gc_finds_what_pods_hold_when_the_state_root_is_deleted(pod_env: PodEnv)
     links = subprocess.run(["ip", "-o", "link", "show", "master", pod_env.bridge],
                            capture_output=True, text=True).stdout
     assert links.strip() == ""
+
+
+def test_gc_keeps_what_it_could_not_free_and_frees_it_next_time(pod_env: PodEnv) -> None:
+    """issue 20: a failed free is never forgotten; no rule outlives its address's owner."""
+    pod_env.create("-p", f"{PORT}:80", "b3")
+    os.kill(int(pod_env.inspect("b3")["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
+    time.sleep(0.2)
+    record = pod_env.root / "ports" / f"tcp-{PORT}"
+    subprocess.run(["chattr", "+i", str(record)], check=True)
+    try:
+        r = pod_env.run("gc")
+        assert r.returncode == 125 and r.stderr.startswith("nspod: gc: kept 1: b3 (")
+        assert r.stderr.count("\n") == 1
+        view = ls_states(pod_env)["b3"]
+        assert view["state"] == "releasing"
+        # its address stays its own while its port is not free
+        assert address_holders(pod_env).get(str(view["ip"])) == "b3"
+        r = pod_env.run("create", "-p", f"{PORT}:80", "other")
+        assert r.returncode == 125 and "b3" in r.stderr
+    finally:
+        subprocess.run(["chattr", "-i", str(record)], check=True)
+    r = pod_env.run("gc")
+    assert (r.returncode, r.stdout) == (0, "b3\n"), r.stderr
+    assert assert_truthful(pod_env, "b3") == "gone"
+    pod_env.create("-p", f"{PORT}:80", "other")

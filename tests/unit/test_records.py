@@ -101,7 +101,8 @@ def test_damaged_pod_record_is_named(tmp_path: Path, content: str | None, why: s
     store, path = _pod_json(tmp_path, content)
     with pytest.raises(DamagedRecord) as e:
         store.load("p")
-    assert str(e.value).startswith(f"damaged record {path}: {why}")
+    assert str(e.value).startswith(f'pod "p": damaged record {path}: {why}')
+    assert str(e.value).endswith(": run nspod rm -f p")
 
 
 def test_damaged_record_unreadable_bytes(tmp_path: Path) -> None:
