@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev musl-tools \
+APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev libseccomp-dev musl-tools \
 	nftables iproute2 procps nginx-light busybox-static curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -80,4 +80,4 @@ lint:
 	$(VENV)/bin/mypy nspod
 
 clean:
-	rm -rf build *.egg-info nspod/_core*.so nspod/pause tests/rootfs
+	rm -rf build *.egg-info nspod/_core*.so nspod/_seccomp*.so nspod/pause tests/rootfs

@@ -17,6 +17,7 @@ ffibuilder.cdef(
     int nspod_pivot_root(const char *new_root, const char *put_old);
     int nspod_sethostname(const char *name, size_t len);
     int nspod_link_up(const char *name);
+    int nspod_seccomp_load(const void *prog, size_t len, unsigned int flags);
     """
 )
 ffibuilder.set_source("nspod._core", (HERE / "core.c").read_text())

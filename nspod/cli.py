@@ -125,6 +125,18 @@ def _pids(value: str) -> int:
     return parse_pids(value)
 
 
+def _bytes(value: str) -> int:
+    from nspod.cgroups import parse_size
+
+    return parse_size(value)
+
+
+def _security_opt(value: str) -> str:
+    from nspod.seccomp import parse_security_opt
+
+    return parse_security_opt(value)
+
+
 def _cpus(value: str) -> float:
     from nspod.cgroups import parse_cpus
 
@@ -135,14 +147,17 @@ SECURITY_OPTS = (
     Opt(("--cap-add",), "cap_add", "add a capability (NET_ADMIN, CAP_NET_ADMIN, ALL)", "CAP",
         True, convert=_cap),
     Opt(("--cap-drop",), "cap_drop", "drop a capability (or ALL)", "CAP", True, convert=_cap),
-    Opt(("--privileged",), "privileged", "every capability, /proc unmasked, no no_new_privs"),
+    Opt(("--privileged",), "privileged",
+        "every capability, /proc unmasked, no no_new_privs, no seccomp filter"),
+    Opt(("--security-opt",), "security_opt", "seccomp=unconfined, or seccomp=PROFILE.json "
+        "(docker's profile format)", "OPT", True, convert=_security_opt),
 )
 SECURITY_HELP = """\
 A joined process gets the default container capabilities (CHOWN, DAC_OVERRIDE,
 FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW,
 SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP), no_new_privs, and a /proc with kcore,
-keys, timer_list, ... masked, sys, sysrq-trigger, irq, bus, fs read-only, and /sys
-read-only (--privileged: none of this)."""
+keys, timer_list, ... masked, sys, sysrq-trigger, irq, bus, fs read-only, /sys
+read-only, and docker's default seccomp filter (--privileged: none of this)."""
 
 VERBS = {
     v.name: v
@@ -157,8 +172,10 @@ VERBS = {
                 Opt(("--memory",), "memory", "memory limit of the pod, no swap (e.g. 64M, 1g)",
                     "SIZE",
                     convert=_memory),
-                Opt(("--pids",), "pids", "most processes the pod may have at once", "N",
-                    convert=_pids),
+                Opt(("--pids",), "pids", "most processes the pod may have at once (default "
+                    "2048; 0 or -1: unlimited)", "N", convert=_pids),
+                Opt(("--shm-size",), "shm_size", "size of the pod's /dev/shm (default 64M)",
+                    "SIZE", convert=_bytes),
                 Opt(("--cpus",), "cpus", "CPU time the pod may use, in CPUs (e.g. 0.5)", "X",
                     convert=_cpus),
                 Opt(("--net",), "net", "bridge (default): own address on the bridge; none: only lo;"
@@ -177,8 +194,8 @@ VERBS = {
             details="Prints the pod's name (one is generated when none is given).\n"
             "Environment: NSPOD_BRIDGE (nspod0), NSPOD_SUBNET (10.88.0.0/16),\n"
             "NSPOD_NFT_TABLE (nspod).\n"
-            "--rootfs, -v, --read-only, --cap-add, --cap-drop and --privileged are\n"
-            "defaults for every join into the pod.\n"
+            "--rootfs, -v, --read-only, --cap-add, --cap-drop, --privileged and\n"
+            "--security-opt are defaults for every join into the pod.\n"
             + SECURITY_HELP + "\n" + EXIT_CODES,
         ),
         Verb(
@@ -319,6 +336,8 @@ def cmd_create(a: Parsed, root: str | None) -> int:
         rootfs=a.rootfs,
         volumes=tuple(a.volume),
         read_only=a.read_only,
+        seccomp=_seccomp(a),
+        shm_size=a.shm_size,
     )
     rec = pod.create(_store(root), spec)
     print(rec.name)
@@ -339,7 +358,8 @@ def cmd_join(a: Parsed, root: str | None) -> int:
     spec = member.JoinSpec(pod=a.pod, argv=a.command, env=dict(a.env), cwd=a.workdir,
                            detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,
                            security=_security(a), user=a.user, rootfs=a.rootfs,
-                           volumes=tuple(a.volume), read_only=a.read_only)
+                           volumes=tuple(a.volume), read_only=a.read_only,
+                           seccomp=_seccomp(a))
     name, code = member.join(_root(root), spec)
     if a.detach:
         print(name)
@@ -437,6 +457,11 @@ def _security(a: Parsed):  # type: ignore[no-untyped-def]
     from nspod.security import SecurityOpts
 
     return SecurityOpts(tuple(a.cap_add), tuple(a.cap_drop), a.privileged)
+
+
+def _seccomp(a: Parsed) -> str | None:
+    """The last --security-opt seccomp=... given, or None (the default)."""
+    return a.security_opt[-1] if a.security_opt else None
 
 
 def _size(n: int | None) -> str:

@@ -34,7 +34,11 @@ try:
     )
 
     def loads(text: str) -> Any:
-        obj, end = _scan(text, len(text) - len(text.lstrip()))
+        start = len(text) - len(text.lstrip())
+        try:
+            obj, end = _scan(text, start)
+        except StopIteration as e:  # the C scanner's "no value here", empty text included
+            raise ValueError(f"expecting a JSON value at {e.value}") from None
         if text[end:].strip():
             raise ValueError("extra data after JSON value")
         return obj

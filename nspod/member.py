@@ -67,7 +67,7 @@ def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
 
 class JoinSpec:
     __slots__ = ("pod", "argv", "env", "cwd", "detach", "name", "tty", "interactive",
-                 "security", "user", "rootfs", "volumes", "read_only")
+                 "security", "user", "rootfs", "volumes", "read_only", "seccomp")
 
     def __init__(
         self,
@@ -84,6 +84,7 @@ class JoinSpec:
         rootfs: str | None = None,  # overrides the pod's
         volumes: Sequence[Any] = (),  # rootfs.Volume, added to the pod's
         read_only: bool = False,
+        seccomp: str | None = None,  # "unconfined" or a profile's path; None: the pod's
     ) -> None:
         self.pod = pod
         self.argv = argv
@@ -98,6 +99,7 @@ class JoinSpec:
         self.rootfs = rootfs
         self.volumes = volumes
         self.read_only = read_only
+        self.seccomp = seccomp
 
 
 def _generate_name(pod: Pod, argv0: str) -> str:
@@ -155,7 +157,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                              os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
         if spec.tty:
             master, slave = os.openpty()
-        prepare, cgroup_fds = _prepare(pod, spec)
+        prepare, cgroup_fds, seccomp = _prepare(pod, spec)
         mspec = spawn.MemberSpec(
             argv=spec.argv,
             env=member_env(spec.env, pod.rec.get("hostname", pod.name)),
@@ -165,6 +167,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             detach=spec.detach,
             log_fd=log_fd,
             tty=slave,
+            seccomp=seccomp,
         )
         terminal = _Terminal(master, spec.interactive) if spec.tty else None
         fg_tty = (not spec.detach and not spec.tty and os.isatty(0)
@@ -219,14 +222,17 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             os.close(master)
 
 
-def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], list[int]]:
+def _prepare(pod: Pod, spec: JoinSpec) -> tuple[
+        Callable[[], dict[str, str]], list[int], tuple[int, bytes] | None]:
     """The member's setup before exec, run in it (in its own mount namespace).
 
     Order matters: join the pod's cgroup first (through fds opened here, in the
     host's mounts), then the filesystem, then /proc masks, user and
     capabilities last, since they take away the rights the steps before need.
+    The seccomp filter (compiled here, or read from the pod's cache) comes
+    after all of them: spawn loads it just before exec.
     """
-    from nspod import cgroups, etcfiles, rootfs, security
+    from nspod import cgroups, etcfiles, rootfs, seccomp, security
 
     pod_spec = pod.rec.get("spec", {})
     etc = pod.path("etc")
@@ -239,6 +245,8 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
     read_only = spec.read_only or bool(pod_spec.get("read_only"))
     policy = security.resolve(security.SecurityOpts.from_spec(pod_spec),
                               spec.security or security.SecurityOpts(), spec.user)
+    bpf = seccomp.member_filter(pod.dir, pod_spec.get("seccomp"), spec.seccomp,
+                                policy.caps, policy.privileged)
     cgroup_fds = cgroups.open_procs(pod_spec.get("cgroups", []))
     explicit = spec.env
 
@@ -257,7 +265,7 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
         env = security.apply_security(policy, "/")
         return {k: v for k, v in env.items() if k not in explicit}  # -e wins
 
-    return prepare, cgroup_fds
+    return prepare, cgroup_fds, bpf
 
 
 def _oom_kills(pod: Pod) -> int | None:

@@ -42,7 +42,7 @@ NET_MODES = ("bridge", "none", "host")
 
 class CreateSpec:
     __slots__ = ("name", "hostname", "net", "ip", "ports", "dns", "add_hosts", "extra",
-                 "limits", "security", "rootfs", "volumes", "read_only")
+                 "limits", "security", "rootfs", "volumes", "read_only", "seccomp", "shm_size")
 
     def __init__(
         self,
@@ -59,6 +59,8 @@ class CreateSpec:
         rootfs: str | None = None,  # default root filesystem of every join
         volumes: tuple[Any, ...] = (),  # rootfs.Volume, for every join
         read_only: bool = False,
+        seccomp: str | None = None,  # every join's: "unconfined" or a profile; None: default
+        shm_size: int | None = None,  # bytes of the pod's /dev/shm; None: 64 MiB
     ) -> None:
         self.name = name
         self.hostname = hostname
@@ -73,6 +75,8 @@ class CreateSpec:
         self.rootfs = rootfs
         self.volumes = volumes
         self.read_only = read_only
+        self.seccomp = seccomp
+        self.shm_size = shm_size
 
 
 def checkpoint(step: str) -> None:
@@ -134,7 +138,9 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
                   "dns": list(spec.dns), "add_hosts": [list(h) for h in spec.add_hosts],
                   "rootfs": root, "volumes": [v.to_list() for v in spec.volumes],
                   "read_only": spec.read_only,
-                  **spec.extra, **spec.limits.to_spec(), **spec.security.to_spec()},
+                  **spec.extra, **spec.limits.to_spec(), **spec.security.to_spec(),
+                  "pids": cgroups.pids_limit(spec.limits.pids), "seccomp": spec.seccomp,
+                  "shm_size": spec.shm_size or spawn.DEFAULT_SHM},
         )
         if spec.net == "bridge":
             rec.net = _claim_network(store, rec, undo)
@@ -152,6 +158,9 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
     """
     pdir = store.pod_dir(rec.name)
     net = rec.spec.get("net", "none")
+    from nspod import seccomp
+
+    seccomp.prepare_pod(pdir, rec.spec)  # checks the profile before anything is made
     limits = cgroups.Limits(rec.spec.get("memory"), rec.spec.get("pids"), rec.spec.get("cpus"))
     cgroup = cgroups.create(store.root, rec.name, limits)  # reuses the empty one on start
     undo.callback(cgroups.remove, cgroup)
@@ -170,6 +179,7 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
                 chroot=os.path.join(pdir, "root"),
                 tag=pdir,
                 prepare=lambda: cgroups.enter(cgroup_fds),
+                shm_size=rec.spec.get("shm_size") or spawn.DEFAULT_SHM,
             )
         )
     finally:
@@ -391,10 +401,17 @@ def inspect(store: Store, rec: PodRecord) -> dict[str, Any]:
         },
         "net": rec.spec.get("net", "none"),
         **rec.net,
-        "limits": {k: rec.spec.get(k) for k in ("memory", "pids", "cpus")},
-        "security": SecurityOpts.from_spec(rec.spec).to_spec(),
+        "limits": {k: rec.spec.get(k) for k in ("memory", "pids", "cpus", "shm_size")},
+        "security": {**SecurityOpts.from_spec(rec.spec).to_spec(),
+                     "seccomp": _seccomp_in_force(rec.spec)},
         "cgroups": [d for d in _cgroups(store, rec) if os.path.isdir(d)],
     }
+
+
+def _seccomp_in_force(spec: dict[str, Any]) -> str:
+    from nspod import seccomp
+
+    return seccomp.choose(spec.get("seccomp"), None, bool(spec.get("privileged")))
 
 
 def _iso(t: float) -> str:

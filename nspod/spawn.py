@@ -43,6 +43,7 @@ FORWARDED = (
 UCRED = struct.Struct("3i")
 NS_ORDER = ("ipc", "uts", "net", "pid", "mnt")  # mnt last: setns(2) resets root and cwd
 TIOCSCTTY = 0x540E
+DEFAULT_SHM = 64 << 20  # bytes of a pod's /dev/shm, as docker and podman
 
 
 def _report(fd: int, tag: bytes, text: str) -> None:
@@ -57,7 +58,7 @@ def _why(e: BaseException) -> str:
 
 
 class PauseSpec:
-    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare", "tag")
+    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare", "tag", "shm_size")
 
     def __init__(
         self,
@@ -68,6 +69,7 @@ class PauseSpec:
         chroot: str | None = None,  # where pause's own root, an empty tmpfs, is made
         prepare: Callable[[], None] | None = None,  # runs as PID 1 before exec (cgroup, ...)
         tag: str = "",  # NSPOD_POD in pause's environment: gc finds a lost pause by it
+        shm_size: int = DEFAULT_SHM,  # bytes of the pod's /dev/shm
     ) -> None:
         self.hostname = hostname
         self.records = str(records)
@@ -76,6 +78,7 @@ class PauseSpec:
         self.chroot = None if chroot is None else str(chroot)
         self.prepare = prepare
         self.tag = tag
+        self.shm_size = shm_size
 
 
 def start_pause(spec: PauseSpec) -> int:
@@ -152,7 +155,7 @@ def _pause_child(spec: PauseSpec, w: int, binfd: int, logfd: int) -> None:
         step = "mount the pod's /dev/shm"
         # IPC is the pod's: so is its POSIX shared memory (shm_overview(7)).
         sc.mount("shm", "/dev/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
-                 "mode=1777,size=65536k")
+                 f"mode=1777,size={spec.shm_size}")
         step = "set the hostname"
         sc.sethostname(spec.hostname)
         if spec.new_net:
@@ -196,7 +199,7 @@ def kill_and_forget(pid: int) -> None:
 
 
 class MemberSpec:
-    __slots__ = ("argv", "env", "cwd", "ns", "prepare", "detach", "log_fd", "tty")
+    __slots__ = ("argv", "env", "cwd", "ns", "prepare", "detach", "log_fd", "tty", "seccomp")
 
     def __init__(
         self,
@@ -210,6 +213,8 @@ class MemberSpec:
         detach: bool = False,  # stdin /dev/null, stdout/stderr to the logger
         log_fd: int = -1,  # the log file, for detach
         tty: int = -1,  # a pty slave to be P's terminal and stdio
+        # (seccomp(2) flags, BPF), loaded last, just before exec; None: unconfined
+        seccomp: tuple[int, bytes] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.env = env
@@ -219,6 +224,7 @@ class MemberSpec:
         self.detach = detach
         self.log_fd = log_fd
         self.tty = tty
+        self.seccomp = seccomp
 
 
 class Member:
@@ -383,6 +389,10 @@ def _member_child(
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        if spec.seccomp is not None:
+            # last, after no_new_privs (prepare): nothing of nspod's own is filtered
+            what = "load the seccomp filter"
+            sc.seccomp_load(spec.seccomp[1], spec.seccomp[0])
         what = spec.argv[0]
         _exec(spec.argv, env)
     except OSError as e:

@@ -84,3 +84,8 @@ def sethostname(name: str) -> None:
 
 def link_up(name: str) -> None:
     _check(_lib.nspod_link_up(name.encode()), f"link {name}")
+
+
+def seccomp_load(prog: bytes, flags: int = 0) -> None:
+    """Installs the seccomp filter prog (struct sock_filter[], from libseccomp) on this thread."""
+    _check(_lib.nspod_seccomp_load(prog, len(prog), flags), "seccomp")
