@@ -29,6 +29,7 @@ import os
 import time
 
 from nspod.errors import NspodError, os_reason
+from nspod.lean import number
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,10 +75,7 @@ UNLIMITED = 0
 
 def parse_pids(text: str) -> int:
     """`N` -> N; `0` and `-1` -> UNLIMITED (podman documents -1, containers.conf 0)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
+    n = number(text, int, "a whole number")
     if n in (0, -1):
         return UNLIMITED
     if n < 1:
@@ -93,10 +91,7 @@ def pids_limit(asked: int | None) -> int | None:
 
 
 def parse_cpus(text: str) -> float:
-    try:
-        cpus = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number of CPUs (e.g. 0.5, 2)") from None
+    cpus = number(text, float, "a number of CPUs (e.g. 0.5, 2)")
     if not cpus * CFS_PERIOD_US >= 1000:  # the kernel's minimum quota is 1 ms
         raise ValueError(f"{text!r} must be at least 0.01")
     if cpus > 1e6:
@@ -321,12 +316,6 @@ def create(root: str | os.PathLike[str], pod: str, limits: Limits) -> list[str]:
 
 def read_procs(d: str) -> list[int]:
     return [int(x) for x in (_read(os.path.join(d, "cgroup.procs")) or "").split()]
-
-
-def attach(dirs: Iterable[str], pid: int) -> None:
-    """Moves host pid into every one of dirs."""
-    for d in dirs:
-        _write(os.path.join(d, "cgroup.procs"), str(pid))
 
 
 def open_procs(dirs: Iterable[str]) -> list[int]:
