@@ -148,10 +148,10 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
 
     Fills rec's runtime facts; each step registers its undo on undo.
     """
-    pdir = store.pod_dir(rec.name)
-    net = rec.spec.get("net", "none")
     from nspod import seccomp
 
+    pdir = store.pod_dir(rec.name)
+    net = rec.spec.get("net", "none")
     seccomp.prepare_pod(pdir, rec.spec)  # checks the profile before anything is made
     limits = cgroups.Limits(rec.spec.get("memory"), rec.spec.get("pids"), rec.spec.get("cpus"))
     cgroup = cgroups.create(store.root, rec.name, limits)  # reuses the empty one on start

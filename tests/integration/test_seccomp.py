@@ -35,8 +35,8 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_probe(e: PodEnv, pod: str, probe: Path, *flags: str) -> dict[str, str]:
-    calls = ("keyctl", "add_key", "bpf", "perf_event_open", "unshare_user", "clone3",
-             "vsock", "personality")
+    calls = ("keyctl", "add_key", "bpf", "perf_event_open", "unshare_user", "clone",
+             "clone_user", "clone3", "vsock", "personality")
     r = e.run("join", *flags, pod, "--", str(probe), *calls, check=True)
     out = {}
     for line in r.stdout.splitlines():
@@ -64,6 +64,7 @@ def test_default_filter_refuses_the_kernel_attack_surface(pod_env: PodEnv, probe
     got = run_probe(pod_env, pod, probe)
     assert got == {"keyctl": "EPERM", "add_key": "EPERM", "bpf": "EPERM",
                    "perf_event_open": "EPERM", "unshare_user": "EPERM",
+                   "clone": "ok", "clone_user": "EPERM",  # clone without namespace flags only
                    "clone3": "ENOSYS",  # so that libc falls back to clone, which is checked
                    "vsock": "EPERM", "personality": "EPERM"}
 
@@ -74,7 +75,8 @@ def test_unconfined_lets_the_kernel_answer(pod_env: PodEnv, probe: Path) -> None
                          "cat", "/proc/self/status", check=True).stdout
     assert seccomp_status(status) == (0, 0)
     got = run_probe(pod_env, pod, probe, "--security-opt", "seccomp=unconfined")
-    assert got["keyctl"] == got["add_key"] == got["unshare_user"] == got["clone3"] == "ok"
+    for call in ("keyctl", "add_key", "unshare_user", "clone", "clone_user", "clone3"):
+        assert got[call] == "ok", call
     assert got["personality"] == "ok"
     assert got["perf_event_open"] == "EFAULT"
     assert got["vsock"] != "EPERM"
@@ -100,7 +102,7 @@ def test_capability_conditional_rules(pod_env: PodEnv, probe: Path) -> None:
     assert got["bpf"] == "EINVAL" and got["perf_event_open"] == "EFAULT"
     assert got["unshare_user"] == "EPERM" and got["keyctl"] == "EPERM"
     got = run_probe(pod_env, pod, probe, "--cap-add", "SYS_ADMIN")
-    assert got["unshare_user"] == got["clone3"] == "ok"
+    assert got["unshare_user"] == got["clone_user"] == got["clone3"] == "ok"
     r = pod_env.run("join", "--cap-add", "SYS_ADMIN", pod, "--", "unshare", "-m", "sh", "-c",
                     "mount -t tmpfs x /mnt && echo mounted")
     assert (r.returncode, r.stdout) == (0, "mounted\n"), r.stderr

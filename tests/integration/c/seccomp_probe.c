@@ -25,8 +25,8 @@ static long in_child(long nr, long a, long b, long c)
 	pid = fork();
 	if (pid == 0) {
 		rc = syscall(nr, a, b, c, 0, 0);
-		if (rc == 0 && nr == SYS_clone3)
-			_exit(0);
+		if (rc == 0 && (nr == SYS_clone3 || nr == SYS_clone))
+			_exit(0);  /* the clone */
 		rc = rc < 0 ? -errno : 0;
 		if (write(fds[1], &rc, sizeof(rc)) != sizeof(rc))
 			_exit(1);
@@ -64,6 +64,10 @@ int main(int argc, char **argv)
 			rc = syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0);
 		else if (!strcmp(n, "unshare_user"))
 			rc = in_child(SYS_unshare, CLONE_NEWUSER, 0, 0);
+		else if (!strcmp(n, "clone"))  /* a plain fork */
+			rc = in_child(SYS_clone, SIGCHLD, 0, 0);
+		else if (!strcmp(n, "clone_user"))
+			rc = in_child(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0);
 		else if (!strcmp(n, "clone3"))
 			rc = in_child(SYS_clone3, (long)&args3, sizeof(args3), 0);
 		else if (!strcmp(n, "vsock"))
