@@ -188,6 +188,8 @@ def resolve(profile: dict[str, Any], caps: Iterable[str], machine: str | None = 
             if names:
                 raise ValueError(f"both name and names in {rule!r}: use one")
             names = [rule["name"]]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"names {names!r}: not a list of syscall names")
         exc, inc = rule.get("excludes") or {}, rule.get("includes") or {}
         if exc and _matches(exc, have, arch, kernel, include=False):
             continue
@@ -394,8 +396,3 @@ def _write(cache: str, path: str, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError:
         pass  # a cache: the next join compiles again
-
-
-def describe(setting: str | None, privileged: bool = False) -> str:
-    """What `inspect` shows: "default", "unconfined" or the profile's path."""
-    return choose(setting, None, privileged)

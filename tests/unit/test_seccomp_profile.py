@@ -123,6 +123,8 @@ def test_the_old_name_field_and_flags() -> None:
          "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]}]}, "operator"),
     ({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
         {"name": "read", "names": ["write"], "action": "SCMP_ACT_ALLOW"}]}, "use one"),
+    ({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": "read", "action": "SCMP_ACT_ALLOW"}]}, "not a list"),
 ])
 def test_bad_profiles(profile: dict[str, object], why: str) -> None:
     with pytest.raises(ProfileError, match=why):
