@@ -43,6 +43,7 @@ POD_PROFILE = "profile.json"
 HEADER = struct.Struct("=I")  # the seccomp(2) flags, before the BPF in a compiled file
 
 EPERM = 1
+BPF_MAXINSNS = 4096  # linux/bpf_common.h: the most seccomp(2) loads in one filter
 # libseccomp's actions (seccomp.h); ERRNO and TRACE carry a 16-bit value.
 ACTIONS = {
     "SCMP_ACT_KILL": 0x00000000,
@@ -280,6 +281,9 @@ def compile_oci(oci: dict[str, Any]) -> tuple[int, bytes]:
             os.close(fd)
     finally:
         lib.seccomp_release(ctx)
+    if not prog or len(prog) // 8 > BPF_MAXINSNS:
+        raise ValueError(f"{len(prog) // 8} BPF instructions: the kernel takes 1 to "
+                         f"{BPF_MAXINSNS}")
     return flags, prog
 
 

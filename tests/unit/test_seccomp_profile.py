@@ -131,6 +131,14 @@ def test_bad_profiles(profile: dict[str, object], why: str) -> None:
         seccomp.compile_profile(profile, [], "p.json")
 
 
+def test_a_filter_too_large_for_the_kernel() -> None:
+    huge = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 0, "value": v, "op": "SCMP_CMP_EQ"}]} for v in range(5000)]}
+    with pytest.raises(ProfileError, match="BPF instructions: the kernel takes 1 to 4096"):
+        seccomp.compile_profile(huge, [], "huge.json")
+
+
 def test_unreadable_profiles(tmp_path: Path) -> None:
     for text in ("", "{", "[1, 2]", "not json"):
         (tmp_path / "p.json").write_text(text)
