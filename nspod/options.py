@@ -87,8 +87,8 @@ A joined process gets the default container capabilities (CHOWN, DAC_OVERRIDE,
 FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW,
 SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP), no_new_privs, and a /proc with kcore,
 keys, timer_list, ... masked, sys, sysrq-trigger, irq, bus, fs read-only, /sys
-read-only, and docker's default seccomp filter (--privileged: none of this, unless
---security-opt names a profile)."""
+read-only, and docker's default seccomp filter (--privileged: none of this; a
+profile named with --security-opt seccomp=PROFILE.json still applies)."""
 TIME_OPT = Opt(("-t", "--time"), "time", "grace period in seconds (default 10)", "SECONDS",
                default=10.0, convert=seconds)
 JSON_OPT = Opt(("--json",), "json", "print JSON")
