@@ -146,6 +146,23 @@ def test_a_user_profile_on_join(pod_env: PodEnv, tmp_path: Path) -> None:
     pod_env.run("join", pod, "--", "mkdir", str(tmp_path / "d"), check=True)
 
 
+def test_the_filter_comes_after_nspods_own_setup(pod_env: PodEnv, tmp_path: Path) -> None:
+    # what nspod itself calls to set a member up (setns, unshare, mount, pivot_root,
+    # capabilities, no_new_privs, chdir) is refused by this profile: a member still starts
+    profile = tmp_path / "strict.json"
+    profile.write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["setns", "unshare", "mount", "umount2", "pivot_root", "capset",
+                                "prctl", "chdir", "setgroups", "setuid", "setgid"],
+                      "action": "SCMP_ACT_ERRNO"}],
+    }))
+    pod = pod_env.create("--security-opt", f"seccomp={profile}")
+    r = pod_env.run("join", "--rootfs", str(ROOTFS), "-w", "/bin", "-u", "1:1", pod, "--",
+                    "sh", "-c", "pwd; id -u; cd /; mount -t tmpfs x /tmp", timeout=30)
+    assert r.stdout == "/bin\n1\n" and r.returncode != 0, r.stderr
+    assert "can't cd to /: Operation not permitted" in r.stderr
+
+
 def test_a_user_profile_on_create_is_kept_by_the_pod(pod_env: PodEnv, tmp_path: Path) -> None:
     profile = no_mkdir_profile(tmp_path)
     pod = pod_env.create("--security-opt", f"seccomp={profile}")
