@@ -390,30 +390,6 @@ def remove(dirs: Iterable[str], timeout: float = 2.0) -> None:
                 delay = min(delay * 2, 0.05)
 
 
-def collect_garbage(root: str | os.PathLike[str], live: Iterable[str]) -> list[str]:
-    """Removes this root's cgroups whose pod is not in live (for gc); returns them."""
-    layout = detect()
-    if layout is None:
-        return []
-    prefix = root_key(root) + "-"
-    keep = set(live)
-    gone = []
-    for base in layout.bases():
-        try:
-            entries = os.listdir(base)
-        except OSError:
-            continue
-        for entry in entries:
-            d = os.path.join(base, entry)
-            if entry.startswith(prefix) and entry[len(prefix):] not in keep and os.path.isdir(d):
-                try:
-                    remove([d], timeout=0)
-                except NspodError:
-                    continue  # still in use: a later gc takes it
-                gone.append(d)
-    return gone
-
-
 # -- figures --------------------------------------------------------------------------
 
 

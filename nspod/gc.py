@@ -17,7 +17,7 @@ from nspod.poddir import (
     checkpoint,
     forget_pause,
     read_pause_pid,
-    remove_tree,
+    remove_pod_dir,
     unmount_all,
 )
 from nspod.store import PodRecord, ProcId, Store
@@ -201,7 +201,7 @@ def gc(store: Store) -> tuple[list[str], list[str]]:
                     store.save(rec)
                 kept.append(f"{name} ({e})")
                 continue
-            remove_tree(pdir)
+            remove_pod_dir(pdir)
             removed.append(name)
     kept += sweep(store, tags)
     return removed, kept
@@ -227,6 +227,9 @@ def sweep(store: Store, tags: dict[str, list[int]]) -> list[str]:
             names.update(e[len(key):] for e in os.listdir(base) if e.startswith(key))
     names.update(ipam.holders(store))
     names.update(portmap.holders(store))
+    # rules carry their pod's name: one whose pod is gone sends traffic to a
+    # free address (an nft a killed nspod started may add it after the rest went)
+    names.update(portmap.published_pods(portmap.table_from_env()))
     kept = []
     for name in sorted(names):
         if not valid_name(name):

@@ -186,11 +186,7 @@ def run(argv: list[str], stdin: bytes = b"") -> tuple[int, bytes, bytes]:
     fds = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
     (in_r, in_w), (out_r, out_w), (err_r, err_w) = fds
     try:
-        pid = os.posix_spawnp(
-            argv[0], argv, dict(os.environ),
-            file_actions=[(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
-                          (os.POSIX_SPAWN_DUP2, err_w, 2)],
-        )
+        pid = _spawn_tied(argv, in_r, out_w, err_w)
     finally:
         for fd in (in_r, out_w, err_w):
             os.close(fd)
@@ -228,6 +224,35 @@ def run(argv: list[str], stdin: bytes = b"") -> tuple[int, bytes, bytes]:
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     return code, b"".join(out[out_r]), b"".join(out[err_r])
+
+
+def _spawn_tied(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
+    """Starts argv on those fds, killed if nspod dies first (prctl(2): PR_SET_PDEATHSIG).
+
+    A helper outliving a killed nspod would act after it: an `nft` adding a
+    port rule once gc has freed the pod (issue 12). Without python-prctl's
+    C module, posix_spawn, untied.
+    """
+    try:
+        import _prctl
+    except ImportError:
+        return os.posix_spawnp(argv[0], argv, dict(os.environ), file_actions=[
+            (os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
+            (os.POSIX_SPAWN_DUP2, stderr, 2)])
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+                os.dup2(fd, target)
+            _prctl.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+            if os.getppid() == parent:  # else nspod died before the tie was made
+                os.execvp(argv[0], argv)
+        except OSError as e:
+            os.write(2, f"Error: run {argv[0]}: {e.strerror}\n".encode())
+        finally:
+            os._exit(127)
+    return pid
 
 
 def sha256_hex(data: bytes) -> str:

@@ -21,6 +21,7 @@ from nspod.poddir import (
     forget_pause,
     pin_namespaces,
     release_namespaces,
+    remove_pod_dir,
     remove_tree,
 )
 from nspod.security import SecurityOpts
@@ -306,7 +307,7 @@ def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> N
             store.save(rec)
         checkpoint("removing")
         teardown(store, name, rec)
-        remove_tree(pdir)
+        remove_pod_dir(pdir)
 
 
 def kill_pod(store: Store, name: str, sig: int) -> int:

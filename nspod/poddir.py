@@ -89,6 +89,21 @@ def cgroup_dirs(store: Store, rec: PodRecord | None, name: str) -> list[str]:
     return cgroups.pod_dirs(cgroups.detect(), store.root, name)
 
 
+def remove_pod_dir(pdir: str) -> None:
+    """The pod's directory, its record first: a removal killed half way leaves a
+    directory without a record (a half-made pod, which gc takes), never a
+    record whose directory lacks what start needs."""
+    try:
+        os.unlink(os.path.join(pdir, "pod.json"))
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:  # a damaged record: remove_tree takes it
+        pass
+    except OSError as e:
+        raise NspodError(f"remove {pdir}/pod.json: {os_reason(e)}") from e
+    remove_tree(pdir)
+
+
 def remove_tree(top: str, quiet: bool = False) -> None:
     """rm -r top, not following symlinks (shutil costs ~15 ms to import here)."""
     try:

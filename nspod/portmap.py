@@ -334,24 +334,41 @@ def unpublish_many(store: Store, table: str, pods: list[tuple[str, list[Publish]
             unpublish(store, table, pod, ports)
 
 
-def published_by(store: Store, table: str, pod: str) -> list[Publish]:
-    """The ports published for pod, found from the table itself (gc: no record needed)."""
+def _table_elements(table: str) -> list[tuple[str, dict[str, Any]]]:
+    """(map name, element) of every published port in table; none if it does not exist."""
     code, stdout, _ = lean.run(["nft", "-j", "list", "table", "ip", table])
     if code != 0:
         return []
+    try:
+        objs = lean.loads(stdout.decode()).get("nftables", [])
+    except (ValueError, AttributeError):
+        return []
     out = []
-    for obj in lean.loads(stdout.decode()).get("nftables", []):
-        m = obj.get("map")
+    for obj in objs:
+        m = obj.get("map") if isinstance(obj, dict) else None
         if not m or m.get("name") not in ("ports", "hostports"):
             continue
         for key, _val in m.get("elem", []):
-            elem = key.get("elem", {})
-            if elem.get("comment") != f"pod {pod}":
-                continue
-            parts = elem["val"]["concat"]
-            host_ip = parts[0] if m["name"] == "hostports" else None
-            proto, port = parts[-2], parts[-1]
-            out.append(Publish(int(port), 0, str(proto), host_ip))
+            out.append((m["name"], key.get("elem", {})))
+    return out
+
+
+def published_pods(table: str) -> set[str]:
+    """The pods named by the comments of table's elements (gc's sweep)."""
+    return {str(e.get("comment", ""))[4:] for _, e in _table_elements(table)
+            if str(e.get("comment", "")).startswith("pod ")}
+
+
+def published_by(store: Store, table: str, pod: str) -> list[Publish]:
+    """The ports published for pod, found from the table itself (gc: no record needed)."""
+    out = []
+    for map_name, elem in _table_elements(table):
+        if elem.get("comment") != f"pod {pod}":
+            continue
+        parts = elem["val"]["concat"]
+        host_ip = parts[0] if map_name == "hostports" else None
+        proto, port = parts[-2], parts[-1]
+        out.append(Publish(int(port), 0, str(proto), host_ip))
     return out
 
 

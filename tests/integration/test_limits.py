@@ -31,10 +31,16 @@ def wait_pids(e: PodEnv, pod: str, n: int, timeout: float = 10) -> dict[str, obj
 
 def test_member_over_the_memory_limit_is_killed(pod_env: PodEnv) -> None:
     pod = pod_env.create("--memory", "64M")
-    r = pod_env.run("join", "--name", "hog", pod, "--", "python3", "-c",
-                    "b = bytearray(200 * 1024 * 1024)")
+    r = pod_env.run("join", pod, "--", "python3", "-c", "b = bytearray(200 * 1024 * 1024)")
     assert r.returncode == 137, r.stderr
-    states = {m["name"]: m["state"] for m in json.loads(pod_env.run("ps", pod, "--json").stdout)}
+    pod_env.run("join", "-d", "--name", "hog", pod, "--", "python3", "-c",
+                "b = bytearray(200 * 1024 * 1024)", check=True)
+    for _ in range(100):
+        states = {m["name"]: m["state"]
+                  for m in json.loads(pod_env.run("ps", pod, "--json").stdout)}
+        if states["hog"] != "running":
+            break
+        time.sleep(0.05)
     assert states["hog"] == "killed (SIGKILL, out of memory)"
     # below the limit all is well, and the pod survived its member's death
     r = pod_env.run("join", pod, "--", "python3", "-c", "b = bytearray(30 * 1024 * 1024)")

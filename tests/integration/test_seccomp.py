@@ -213,9 +213,14 @@ def test_pause_runs_under_its_own_filter(pod_env: PodEnv) -> None:
     assert seccomp_status(Path(f"/proc/{pid}/status").read_text()) == (2, 1)
     # and still reaps and records what it reaps
     r = pod_env.run("join", pod, "--", "sh", "-c", "exit 7")
-    assert r.returncode == 7
-    members = json.loads(pod_env.run("ps", pod, "--json", check=True).stdout)
-    assert [m["state"] for m in members] == ["exited (7)"]
+    assert r.returncode == 7  # join read it from the exit record pause wrote
+    pod_env.run("join", "-d", pod, "--", "sh", "-c", "exit 8", check=True)
+    for _ in range(100):
+        members = json.loads(pod_env.run("ps", pod, "--json", check=True).stdout)
+        if [m["state"] for m in members] == ["exited (8)"]:
+            break
+        time.sleep(0.05)
+    assert [m["state"] for m in members] == ["exited (8)"]
 
 
 def test_ordinary_workloads_run_under_the_default_filter(pod_env: PodEnv,
