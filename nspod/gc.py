@@ -11,10 +11,9 @@ import time
 
 from nspod import cgroups, pausectl, podnet
 from nspod.errors import DamagedRecord, NoSuchPod, NspodError
-from nspod.lean import proc_start, valid_name
+from nspod.lean import checkpoint, proc_start, valid_name
 from nspod.poddir import (
     cgroup_dirs,
-    checkpoint,
     forget_pause,
     read_pause_pid,
     remove_pod_dir,

@@ -175,6 +175,16 @@ def check_name(name: str, what: str = "pod name") -> str:
                      "starting with a letter or digit")
 
 
+def checkpoint(step: str) -> None:
+    """Crash-injection hook for tests: NSPOD_FAIL_AT=STEP fails there, NSPOD_KILL_AT kills."""
+    if os.environ.get("NSPOD_FAIL_AT") == step:
+        from nspod.errors import NspodError
+
+        raise NspodError(f"injected failure at {step}")
+    if os.environ.get("NSPOD_KILL_AT") == step:
+        os.kill(os.getpid(), 9)  # SIGKILL
+
+
 def run(argv: list[str], stdin: bytes = b"") -> tuple[int, bytes, bytes]:
     """Runs argv (PATH lookup) with stdin; returns (exit code, stdout, stderr).
 

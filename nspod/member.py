@@ -147,6 +147,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
         raise
     name = spec.name or _generate_name(pod, spec.argv[0])
     _claim_name(pod, name)
+    lean.checkpoint("claimed")
     log_fd = -1
     master = slave = -1
     try:
@@ -193,6 +194,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 "tty": spec.tty,
             }
             lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec), sync=False)
+            lean.checkpoint("recorded")
 
         # A signal for the command may come as soon as it runs, before
         # wait_member forwards them: held until then (children start with an
@@ -211,6 +213,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                     os.close(fd)
             if spec.detach:
                 os.close(member.pidfd)
+                lean.checkpoint("detached")
                 return name, 0
             try:
                 status = spawn.wait_member(member, records, lambda: not _readable(pause_fd),
@@ -322,6 +325,12 @@ def _prune(pod: Pod, records_fd: int) -> None:
             return
     except FileNotFoundError:
         return
+    stale = time.time() - 60
+    with os.scandir(pod.path("members")) as entries:
+        for e in entries:  # claims of joins killed before they wrote the record
+            st = e.stat(follow_symlinks=False)
+            if e.name.endswith(".json") and st.st_size == 0 and st.st_mtime < stale:
+                _forget(pod, records_fd, e.name[:-5], 0, 0)
     ended = []
     for rec, _path in member_records(pod, skip_damaged=True):
         state, finished = _member_state(pod, rec)

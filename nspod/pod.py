@@ -15,9 +15,8 @@ import time
 from nspod import cgroups, etcfiles, lean, pausectl, podnet, procs
 from nspod.errors import DamagedRecord, NspodError, PodExists, PodNotRunning, UsageError
 from nspod.gc import gc_light, get, settle, teardown
-from nspod.lean import check_name, proc_start, write_atomic
+from nspod.lean import check_name, checkpoint, proc_start, write_atomic
 from nspod.poddir import (
-    checkpoint,
     forget_pause,
     pin_namespaces,
     release_namespaces,
@@ -33,7 +32,7 @@ if TYPE_CHECKING:  # each costs ms to import at run time; rm and stop must start
 
 
 NET_MODES = ("bridge", "none", "host")
-CREATE_STEPS = (  # in order; see poddir.checkpoint
+CREATE_STEPS = (  # in order; see lean.checkpoint
     "dir", "address", "ports", "cgroup", "pause", "namespaces", "veth", "files", "record",
 )
 

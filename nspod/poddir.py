@@ -9,7 +9,6 @@ Below pod (lifecycle) and gc, which both take pods apart.
 
 from __future__ import annotations
 
-import _signal as signal  # not `signal`: it imports enum, ~8 ms
 import contextlib
 import os
 
@@ -17,14 +16,6 @@ from nspod import cgroups, lean
 from nspod import syscalls as sc
 from nspod.errors import NspodError, os_reason
 from nspod.store import PodRecord, Store
-
-
-def checkpoint(step: str) -> None:
-    """Crash-injection hook for tests: NSPOD_FAIL_AT=STEP fails there, NSPOD_KILL_AT kills."""
-    if os.environ.get("NSPOD_FAIL_AT") == step:
-        raise NspodError(f"injected failure at {step}")
-    if os.environ.get("NSPOD_KILL_AT") == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def pin_namespaces(pid: int, nsdir: str, net: bool = True) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 
 from nspod.errors import NspodError, os_reason
-from nspod.poddir import checkpoint
+from nspod.lean import checkpoint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

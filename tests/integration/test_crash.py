@@ -97,6 +97,7 @@ MATRIX: list[tuple[str, str]] = (
     + [("start", s) for s in START_STEPS + ["address", "ports"]]
     + [("restart", s) for s in ["stopping", *START_STEPS]]
     + [("stop", "stopping"), ("rm", "stopping"), ("rm", "removing"), ("gc", "gc")]
+    + [("join -d", s) for s in ("claimed", "recorded", "detached")]
 )
 
 
@@ -135,6 +136,21 @@ def test_verb_killed_at_each_step_leaves_a_true_record(
         assert killed(pod_env, step, "stop", "-t", "1", name) == -9
     elif verb == "rm":
         assert killed(pod_env, step, "rm", "-f", "-t", "1", name) == -9
+    elif verb == "join -d":
+        assert killed(pod_env, step, "join", "-d", "--name", "j", name, "--",
+                      "sleep", "100") == -9
+        r = pod_env.run("ps", name)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        shown = {line.split()[0]: line for line in r.stdout.splitlines()[1:]}
+        if step == "claimed":  # never ran: not shown, and its name is free again
+            assert "j" not in shown
+        elif step == "recorded":  # killed before its go: it never execs, and ends
+            time.sleep(0.2)
+            assert "running" not in pod_env.run("ps", name).stdout
+        else:  # it runs: shown so
+            assert "running" in shown["j"]
+            pod_env.run("kill", name, "j", check=True)
+        pod_env.run("join", "-d", "--name", "j", name, "--", "true", check=True)
     elif verb == "gc":
         os.kill(int(pod_env.inspect(name)["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
         time.sleep(0.2)
@@ -148,7 +164,7 @@ def test_verb_killed_at_each_step_leaves_a_true_record(
     print(f"MATRIX {verb} {step}: {state} -> {recover(pod_env, name, state)}")
 
 
-@pytest.mark.parametrize("verb", ["create", "start", "restart", "rm", "gc"])
+@pytest.mark.parametrize("verb", ["create", "start", "restart", "stop", "rm", "gc", "join"])
 def test_verb_killed_at_random_moments(pod_env: PodEnv, verb: str) -> None:
     """Real SIGKILLs at random delays, a bounded loop: every end is true."""
     rng = random.Random(f"{verb}-{os.getpid()}")
@@ -167,6 +183,8 @@ def test_verb_killed_at_random_moments(pod_env: PodEnv, verb: str) -> None:
                         signal.SIGKILL)
                 time.sleep(0.1)
             args = {"start": ("start", name), "restart": ("restart", "-t", "0", name),
+                    "stop": ("stop", "-t", "0", name),
+                    "join": ("join", "-d", "--name", "j", name, "--", "sleep", "100"),
                     "rm": ("rm", "-f", "-t", "0", name), "gc": ("gc",)}[verb]
         pod_env.pods_seen.add(name)
         p = subprocess.Popen([str(NSPOD), *args], env=pod_env.env, stdout=subprocess.DEVNULL,
@@ -175,6 +193,9 @@ def test_verb_killed_at_random_moments(pod_env: PodEnv, verb: str) -> None:
         p.send_signal(signal.SIGKILL)
         _, err = p.communicate(timeout=30)
         assert b"Traceback" not in err
+        if verb == "join":  # the pod runs on; ps reads what the join left
+            r = pod_env.run("ps", name)
+            assert r.returncode == 0 and r.stderr == "", r.stderr
         if (pod_env.root / "pods" / name).exists() and not (
                 pod_env.root / "pods" / name / "pod.json").exists():
             pod_env.run("gc", check=True)  # a half-made create
