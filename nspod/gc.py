@@ -21,8 +21,7 @@ from nspod.poddir import (
 )
 from nspod.store import PodRecord, ProcId, Store
 
-SETTLED = ("stopped", "exited")
-INTENTS = ("starting", "releasing", "removing")
+SETTLED = ("stopped", "exited")  # the other states: running, and the intents (store.STATES)
 
 
 def teardown(store: Store, name: str, rec: PodRecord | None,

@@ -234,7 +234,7 @@ def start_pod(store: Store, name: str) -> PodRecord:
         if rec.state == "removing":
             raise NspodError(f'start pod "{name}": a removal was interrupted: '
                              f'run nspod rm -f {name}')
-        before = rec.state
+        before, before_net = rec.state, dict(rec.net)
         rec.state = "starting"
         store.save(rec)
         checkpoint("starting")
@@ -248,7 +248,7 @@ def start_pod(store: Store, name: str) -> PodRecord:
                 store.save(rec)
                 undo.pop_all()
         except NspodError:
-            rec.state = before  # rolled back: as it was
+            rec.state, rec.net = before, before_net  # rolled back: as it was
             store.save(rec)
             raise
         return rec
