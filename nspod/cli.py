@@ -161,8 +161,9 @@ VERBS = {
                     convert=_pids),
                 Opt(("--cpus",), "cpus", "CPU time the pod may use, in CPUs (e.g. 0.5)", "X",
                     convert=_cpus),
-                Opt(("--net",), "net", "bridge (default): own address on the bridge; none: only lo;"
-                    " host: the host's network", "MODE", default="bridge"),
+                Opt(("--net",), "net", "bridge (default): own address on the default network; "
+                    "NAME: on that network; none: only lo; host: the host's network",
+                    "MODE|NAME", default="bridge"),
                 Opt(("--ip",), "ip", "the pod's address (default: the next free one)", "ADDR",
                     convert=_ip),
                 Opt(("-p", "--publish"), "publish", "publish a port of the pod on the host",
@@ -175,8 +176,8 @@ VERBS = {
                 *ROOTFS_OPTS,
             ),
             details="Prints the pod's name (one is generated when none is given).\n"
-            "Environment: NSPOD_BRIDGE (nspod0), NSPOD_SUBNET (10.88.0.0/16),\n"
-            "NSPOD_NFT_TABLE (nspod).\n"
+            "Environment: NSPOD_BRIDGE (nspod0) and NSPOD_SUBNET (from the pool) for\n"
+            "the default network, NSPOD_NFT_TABLE (nspod).\n"
             "--rootfs, -v, --read-only, --cap-add, --cap-drop and --privileged are\n"
             "defaults for every join into the pod.\n"
             + SECURITY_HELP + "\n" + EXIT_CODES,
@@ -586,6 +587,7 @@ COMMANDS: dict[str, Callable[[Parsed, str | None], int]] = {
 
 def _global_help() -> str:
     verbs = "\n".join(f"  {v.name:<10} {v.summary}" for v in VERBS.values())
+    verbs += f"\n  {'network':<10} Networks: create, ls, inspect, rm, prune (nspod network --help)"
     return GLOBAL_HELP.format(verbs=verbs)
 
 
@@ -614,6 +616,10 @@ def main(argv: list[str] | None = None) -> int:
             print(_global_help(), file=sys.stderr)
             return USAGE
         name = args.pop(0)
+        if name == "network":  # a verb table of its own
+            from nspod import cli_network
+
+            return cli_network.main(args, root)
         verb = VERBS.get(name)
         if verb is None:
             raise UsageError(f"unknown verb {name!r} (see nspod --help)")

@@ -37,7 +37,7 @@ def require_root(what: str) -> None:
         raise NotRoot(f"{what}: must be run as root (try sudo)")
 
 
-NET_MODES = ("bridge", "none", "host")
+NET_MODES = ("bridge", "none", "host")  # or the name of a network (nspod network create)
 
 
 class CreateSpec:
@@ -48,7 +48,7 @@ class CreateSpec:
         self,
         name: str | None = None,
         hostname: str | None = None,
-        net: str = "bridge",  # bridge | none | host
+        net: str = "bridge",  # bridge (the default network) | none | host | a network's name
         ip: str | None = None,  # --ip: this address rather than the next free one
         ports: tuple[Any, ...] = (),  # portmap.Publish
         dns: tuple[str, ...] = (),
@@ -130,13 +130,13 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
             hostname=hostname,
             created=time.time(),
             state="running",
-            spec={"net": spec.net, "ip": spec.ip, "ports": [p.to_dict() for p in spec.ports],
+            spec={**_net_spec(spec.net), "ip": spec.ip, "ports": [p.to_dict() for p in spec.ports],
                   "dns": list(spec.dns), "add_hosts": [list(h) for h in spec.add_hosts],
                   "rootfs": root, "volumes": [v.to_list() for v in spec.volumes],
                   "read_only": spec.read_only,
                   **spec.extra, **spec.limits.to_spec(), **spec.security.to_spec()},
         )
-        if spec.net == "bridge":
+        if rec.spec["net"] == "bridge":
             rec.net = _claim_network(store, rec, undo)
         _launch(store, rec, undo)
         store.save(rec)
@@ -191,6 +191,8 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
         name=rec.name, hostname=rec.hostname, net=net, ip=rec.net.get("ip"),
         dns=tuple(rec.spec.get("dns", ())),
         add_hosts=tuple((str(h[0]), str(h[1])) for h in rec.spec.get("add_hosts", ()))))
+    if net == "bridge":
+        _hosts_join(store, rec, undo)
     checkpoint("files")
     rec.pid, rec.pid_start = pid, start
     rec.state = "running"
@@ -198,12 +200,29 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
 
 
 def check_net(spec: CreateSpec) -> None:
-    if spec.net not in NET_MODES:
-        raise UsageError(f"create: --net {spec.net!r}: use one of {', '.join(NET_MODES)}")
-    if spec.net != "bridge":
+    if spec.net not in NET_MODES and not lean.valid_name(spec.net):
+        raise UsageError(f"create: --net {spec.net!r}: use bridge, none, host or a network's name")
+    if spec.net in ("none", "host"):
         for opt, given in (("--ip", spec.ip), ("-p", spec.ports)):
             if given:
                 raise UsageError(f"create: {opt} needs --net bridge (not --net {spec.net})")
+
+
+def _net_spec(net: str) -> dict[str, str]:
+    """The record's net (bridge | none | host) and, for a bridge, its network."""
+    if net in ("none", "host"):
+        return {"net": net}
+    return {"net": "bridge", "network": "nspod" if net == "bridge" else net}
+
+
+def _hosts_join(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
+    """The pod's address goes into its network's /etc/hosts files, and theirs into its."""
+    from nspod import network
+
+    name = rec.spec.get("network", network.DEFAULT)
+    names = rec.hostname if rec.hostname == rec.name else f"{rec.hostname} {rec.name}"
+    network.hosts_join(store, name, rec.name, rec.net["ip"], names)
+    undo.callback(_quietly(network.hosts_leave, store, name, rec.name))
 
 
 def _quietly(fn: Callable[..., Any], *args: Any) -> Callable[[], None]:
@@ -222,11 +241,13 @@ def _claim_network(store: Store, rec: PodRecord, undo: contextlib.ExitStack,
 
     prefer: the address the pod had before (start after a crash), if still free.
     """
-    from nspod import ipam, net, portmap
+    import ipaddress
+
+    from nspod import ipam, network, portmap
 
     name = rec.name
-    subnet = ipam.subnet_from_env()
-    bridge = net.bridge_from_env()
+    nw = network.for_pod(store, rec.spec.get("network", network.DEFAULT))
+    subnet = ipam.Subnet(ipaddress.IPv4Network(nw.subnet))
     wanted = rec.spec.get("ip")
     if wanted is None and prefer is not None:
         try:
@@ -239,13 +260,15 @@ def _claim_network(store: Store, rec: PodRecord, undo: contextlib.ExitStack,
     checkpoint("address")
     table = portmap.table_from_env()
     ports = [portmap.Publish.from_dict(d) for d in rec.spec.get("ports", [])]
+    # the network is asserted whole on every create: with the ports, in their transaction
+    network.wire(store, nw, nft=not ports)
     if ports:
-        portmap.publish(store, portmap.PortSpec(table=table, bridge=bridge, subnet=str(subnet.net),
+        portmap.publish(store, portmap.PortSpec(table=table, prelude=network.rules(nw),
                                                 pod=name, ip=ip, ports=tuple(ports)))
         undo.callback(_quietly(portmap.unpublish, store, table, name, ports))
         checkpoint("ports")
-    return {"ip": ip, "gateway": str(subnet.gateway), "prefixlen": subnet.prefixlen,
-            "bridge": bridge, "table": table, "ports": [p.to_dict() for p in ports]}
+    return {"network": nw.name, "ip": ip, "gateway": nw.gateway, "prefixlen": nw.prefixlen,
+            "bridge": nw.bridge, "table": table, "ports": [p.to_dict() for p in ports]}
 
 
 def _wire(store: Store, name: str, netrec: dict[str, Any], netns: str,
@@ -275,8 +298,9 @@ def release_network(store: Store, name: str, netrec: dict[str, Any]) -> None:
     """
     if not netrec:
         return
-    from nspod import ipam, net, portmap
+    from nspod import ipam, net, network, portmap
 
+    network.hosts_leave(store, netrec.get("network", network.DEFAULT), name)
     ports = [portmap.Publish.from_dict(d) for d in netrec.get("ports", [])]
     if ports:
         portmap.unpublish(store, netrec.get("table") or portmap.table_from_env(), name, ports)
@@ -489,8 +513,9 @@ def stop_pod(store: Store, name: str, timeout: float, state: str = "stopped") ->
         # The veth goes with the netns, but only once the kernel gets to it: delete
         # it now, so start can make it again under the same name at once.
         if rec.net.get("veth"):
-            from nspod import net
+            from nspod import net, network
 
+            network.hosts_leave(store, rec.net.get("network", network.DEFAULT), name)
             net.delete_link(rec.net["veth"])
         if rec.state == "running":
             rec.state = state
@@ -654,12 +679,15 @@ def gc(store: Store) -> list[str]:
             removed.append(name)
     # cgroups of pods whose directory is gone (a create killed before it made one)
     cgroups.collect_garbage(store.root, (os.path.basename(p) for p in store.dirs()))
+    from nspod import network
+
+    network.gc(store)  # networks a killed `network create` left, stale /etc/hosts entries
     return removed
 
 
 def _release_networks(store: Store, pods: list[tuple[str, PodRecord | None]]) -> None:
     """release_network for many pods: one nft transaction, one link deletion."""
-    from nspod import ipam, net, portmap
+    from nspod import ipam, net, network, portmap
 
     by_table: dict[str, list[tuple[str, list[Any]]]] = {}
     veths = []
@@ -675,6 +703,8 @@ def _release_networks(store: Store, pods: list[tuple[str, PodRecord | None]]) ->
             by_table.setdefault(table, []).append((name, ports))
         if netrec.get("veth"):
             veths.append(netrec["veth"])
+        with contextlib.suppress(NspodError, OSError):
+            network.hosts_leave(store, netrec.get("network", network.DEFAULT), name)
     for table, entries in by_table.items():
         with contextlib.suppress(NspodError, OSError):
             portmap.unpublish_many(store, table, entries)
