@@ -121,6 +121,27 @@ def release(root: str, network: str) -> None:
         raise NspodError(f"restore net.ipv4.ip_forward: {os_reason(e)}") from e
 
 
+def release_stale() -> None:
+    """Drops holds whose network record is gone, whatever their state root (gc).
+
+    A root removed by hand (rm -rf of a test's /tmp root, a reboot of a
+    persistent root) leaves holds no verb of its own would ever release.
+    """
+    try:
+        entries = [n for n in os.listdir(HOLDERS) if n != "prior.json" and not n.startswith(".")]
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        try:
+            root = lean.read_text(os.path.join(HOLDERS, entry)).strip()
+        except OSError:
+            continue
+        network = entry.partition("-")[2]
+        if root and entry == holder_name(root, network) and not os.path.exists(
+                os.path.join(root, "networks", network, "network.json")):
+            release(root, network)
+
+
 def held_by(root: str) -> list[str]:
     """Networks of the state root that hold the switch (gc, leak checks)."""
     prefix = root_key(root) + "-"

@@ -336,12 +336,9 @@ def gc(store: Store) -> list[str]:
                 unwire(store, nw)
                 _remove_dir(_dir(store, name))
                 removed.append(name)
-        # a create killed before its record was written cannot have held it;
-        # one killed between hold and record: hold without a network
-        live = set(names(store))
-        for name in forwarding.held_by(store.root):
-            if name not in live:
-                forwarding.release(store.root, name)
+        # holds without a network: a create killed between hold and record, or
+        # a state root removed by hand
+        forwarding.release_stale()
         hosts_gc(store)
     return removed
 

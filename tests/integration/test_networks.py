@@ -30,6 +30,16 @@ CONNECT = (
     "    print('failed', e)\n"
     "    sys.exit(1)\n"
 )
+# connects, and says whether it could
+REACH = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()\n"
+    "    print('connected')\n"
+    "except OSError as e:\n"
+    "    print('failed', e)\n"
+    "    sys.exit(1)\n"
+)
 # answers each connection with the address it came from
 ECHO_PEER = (
     "import socket, sys\n"
@@ -194,8 +204,10 @@ def test_networks_are_isolated_unless_a_port_is_published(
     s.wait_ready()
     ip = pod_env.inspect(x)["ip"]
     assert fetch_in(pod_env, near, f"http://{ip}/") == "hello from x"
-    r = pod_env.run("join", far, "--", "python3", "-c", CONNECT, str(ip), "80")
-    assert r.returncode == 1 and "timed out" in r.stdout
+    assert pod_env.run("join", near, "--", "python3", "-c", REACH, str(ip), "80").stdout \
+        == "connected\n"
+    r = pod_env.run("join", far, "--", "python3", "-c", REACH, str(ip), "80")
+    assert r.returncode == 1 and r.stdout == "failed timed out\n"
     # the published port is open to every network, through the host
     gateway = pod_env.inspect(far)["gateway"]
     assert fetch_in(pod_env, far, f"http://{gateway}:{port}/") == "hello from x"
