@@ -9,7 +9,7 @@ as docker and podman do, nspod turns on the host-wide switch. Unlike them it
 gives it back: each network holds it by a file in HOLDERS (host-wide, since
 several state roots may run at once), and when the last holder goes, the
 switch and every interface's value are restored as they were when nspod
-turned it on.
+turned it on (an interface made since keeps the value it has).
 
     /run/nspod-forward/prior.json           {"ip_forward": "0", "ifaces": {"eth1": "1"}}
     /run/nspod-forward/<root key>-<network> the state root that holds it
@@ -57,6 +57,17 @@ class _Lock:
         os.close(self.fd)
 
 
+def _values() -> dict[str, str]:
+    """Each interface's own forwarding value (and default's)."""
+    out = {}
+    for name in os.listdir(CONF):
+        try:
+            out[name] = _read(os.path.join(CONF, name, "forwarding"))
+        except OSError:
+            continue
+    return out
+
+
 def is_on() -> bool:
     try:
         return _read(SWITCH) == "1"
@@ -74,13 +85,7 @@ def hold(root: str, network: str) -> None:
                 return
             prior = os.path.join(HOLDERS, "prior.json")
             if not os.path.exists(prior):
-                ifaces = {}
-                for name in os.listdir(CONF):
-                    try:
-                        ifaces[name] = _read(os.path.join(CONF, name, "forwarding"))
-                    except OSError:
-                        continue
-                lean.write_atomic(prior, lean.dumps({"ip_forward": "0", "ifaces": ifaces}))
+                lean.write_atomic(prior, lean.dumps({"ip_forward": "0", "ifaces": _values()}))
             _write(SWITCH, "1")
     except OSError as e:
         raise NspodError(f"turn on net.ipv4.ip_forward: {os_reason(e)}") from e
@@ -106,8 +111,12 @@ def release(root: str, network: str) -> None:
                 prior = lean.loads(lean.read_text(prior_path))
             except FileNotFoundError:
                 return  # the switch was on before nspod: it stays on
+            # writing the switch sets every interface's value: an interface
+            # made since (another bridge, nspod's or not) keeps what it has
+            values = _values()
+            values.update(prior.get("ifaces", {}))
             _write(SWITCH, str(prior.get("ip_forward", "0")))
-            for name, value in dict(prior.get("ifaces", {})).items():
+            for name, value in values.items():
                 if name == "all":
                     continue
                 path = os.path.join(CONF, name, "forwarding")

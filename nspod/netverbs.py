@@ -110,6 +110,7 @@ VERBS = (
     Verb("network", "Networks: create, ls, inspect, rm, prune (nspod network --help).",
          details="Each network is a bridge with its own subnet. Pods on one network reach\n"
          "each other by name; networks are isolated from each other; pods reach the\n"
-         "outside through the host's address unless the network is --internal.",
+         "outside through the host's address unless the network is --internal.\n"
+         + EXIT_CODES,
          run=cmd_network, sub=SUB),
 )

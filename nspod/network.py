@@ -25,7 +25,7 @@ import time
 
 from nspod import forwarding, lean
 from nspod.errors import NspodError, UsageError
-from nspod.store import check_name, write_atomic
+from nspod.lean import check_name, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

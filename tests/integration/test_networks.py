@@ -432,3 +432,23 @@ def test_usage_errors(pod_env: PodEnv) -> None:
     r = pod_env.run("network", "frob")
     assert r.returncode == 2 and r.stderr == ("nspod: network: unknown verb 'frob' "
                                               "(see nspod network --help)\n")
+
+
+def test_ip_forward_is_given_back_by_the_last_network(pod_env: PodEnv,
+                                                      dummies: list[str]) -> None:
+    switch = Path("/proc/sys/net/ipv4/ip_forward")
+    before = switch.read_text().strip()
+    pod_env.extra = {"NSPOD_SUBNET_POOL": pool(pod_env)}
+    pod_env.run("network", "create", "n", check=True)
+    assert switch.read_text().strip() == "1"
+    # another runtime's bridge, made while forwarding is on, needs its own value kept
+    other = add_dummy(dummies, pod_env, f"100.{random.randrange(64, 128)}.0.1/30")
+    conf = Path(f"/proc/sys/net/ipv4/conf/{other}/forwarding")
+    assert conf.read_text().strip() == "1"
+    pod_env.run("network", "rm", "n", check=True)
+    held = [p for p in FORWARD_HOLDERS.iterdir() if p.name not in ("prior.json", ".lock")] \
+        if FORWARD_HOLDERS.exists() else []
+    if held:
+        pytest.skip(f"other networks hold ip_forward: {held}")
+    assert switch.read_text().strip() == before
+    assert conf.read_text().strip() == "1"
