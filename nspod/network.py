@@ -1,7 +1,7 @@
 """Networks: a bridge, a subnet, and their rules, as podman's networks are.
 
     ROOT/networks/NAME/network.json   the record (state "creating" until whole)
-    ROOT/networks/NAME/pods/POD       "IP NAMES" of each running pod on it (/etc/hosts)
+    ROOT/networks/NAME/pods/POD       "IP NAMES" of each running pod on it (nethosts.py)
 
 A network is made whole or not at all: its subnet is checked against the
 host's addresses and routes first (subnets.py), then its bridge with the
@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 
-from nspod import forwarding, lean
+from nspod import forwarding, lean, nethosts
 from nspod.errors import NspodError, UsageError
 from nspod.lean import check_name, write_atomic
 
@@ -339,7 +339,7 @@ def gc(store: Store) -> list[str]:
         # holds without a network: a create killed between hold and record, or
         # a state root removed by hand
         forwarding.release_stale()
-        hosts_gc(store)
+        nethosts.gc(store, names(store))
     return removed
 
 
@@ -359,101 +359,4 @@ def inspect(store: Store, nw: Network) -> dict[str, Any]:
     return {**nw.to_dict(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                      time.gmtime(nw.created)),
             "default": nw.name == DEFAULT, "table": table(),
-            "pods": {pod: entry.split()[0] for pod, entry in _entries(store, nw.name).items()}}
-
-
-# -- /etc/hosts of the pods on a network ---------------------------------------------
-
-MARK = "# nspod network "
-
-
-def _entries(store: Store, name: str) -> dict[str, str]:
-    d = os.path.join(_dir(store, name), "pods")
-    out = {}
-    try:
-        for e in os.scandir(d):
-            try:
-                out[e.name] = lean.read_text(e.path).strip()
-            except OSError:
-                continue
-    except FileNotFoundError:
-        pass
-    return out
-
-
-def hosts_join(store: Store, name: str, pod: str, ip: str, hostnames: str) -> None:
-    """pod is up on network name: every member's /etc/hosts gets it, it gets theirs."""
-    d = os.path.join(_dir(store, name), "pods")
-    os.makedirs(d, mode=0o755, exist_ok=True)
-    with _DirLock(d):
-        write_atomic(os.path.join(d, pod), f"{ip} {hostnames}\n", sync=False)
-        _rewrite(store, name)
-
-
-def hosts_leave(store: Store, name: str, pod: str) -> None:
-    """pod is down: it goes from every other member's /etc/hosts. Idempotent."""
-    path = os.path.join(_dir(store, name), "pods", pod)
-    if not os.path.exists(path):
-        return
-    with _DirLock(os.path.dirname(path)):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            return
-        _rewrite(store, name)
-
-
-class _DirLock:
-    """flock on the network's pods/ directory: one rewrite of its hosts files at a time."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd = -1
-
-    def __enter__(self) -> None:
-        import fcntl
-
-        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
-
-
-def _rewrite(store: Store, name: str) -> None:
-    """Rewrites the network's block in each member's hosts file, in place.
-
-    In place (same inode), because members have the file bind-mounted: a
-    new file renamed over it would not be what they see.
-    """
-    entries = _entries(store, name)
-    for pod in entries:
-        path = os.path.join(store.pod_dir(pod), "etc", "hosts")
-        lines = [f"{e.split(' ', 1)[0]}\t{e.split(' ', 1)[1]}" for p, e in sorted(entries.items())
-                 if p != pod and " " in e]
-        block = f"{MARK}{name}\n" + "".join(f"{ln}\n" for ln in lines)
-        try:
-            with open(path, "r+") as f:
-                text = f.read()
-                base = text.split(MARK, 1)[0]
-                new = base + block
-                if new != text:
-                    f.seek(0)
-                    f.write(new)
-                    f.truncate()
-        except OSError:
-            continue  # a pod being removed
-
-
-def hosts_gc(store: Store) -> None:
-    """Drops entries of pods that are gone or not running (a crash between steps)."""
-    from nspod.errors import NoSuchPod
-
-    for name in names(store):
-        for pod in _entries(store, name):
-            try:
-                alive = store.load(pod).state == "running"
-            except (NoSuchPod, ValueError, OSError):
-                alive = False
-            if not alive:
-                hosts_leave(store, name, pod)
+            "pods": nethosts.members(store, nw.name)}

@@ -90,19 +90,19 @@ def wire(store: Store, name: str, netrec: dict[str, Any], netns: str,
 
 def hosts_join(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
     """The pod's address goes into its network's /etc/hosts files, and theirs into its."""
-    from nspod import network
+    from nspod import nethosts, network
 
     name = rec.spec.get("network", network.DEFAULT)
     names = rec.hostname if rec.hostname == rec.name else f"{rec.hostname} {rec.name}"
-    network.hosts_join(store, name, rec.name, rec.net["ip"], names)
-    undo.callback(_quietly(network.hosts_leave, store, name, rec.name))
+    nethosts.join(store, name, rec.name, rec.net["ip"], names)
+    undo.callback(_quietly(nethosts.leave, store, name, rec.name))
 
 
 def hosts_leave(store: Store, pod: str, netrec: dict[str, Any]) -> None:
-    """The pod is down (stop, rm, exited): its name goes from the others' /etc/hosts."""
-    from nspod import network
+    """The pod is down (stop): its name goes from the others' /etc/hosts."""
+    from nspod import nethosts, network
 
-    network.hosts_leave(store, netrec.get("network", network.DEFAULT), pod)
+    nethosts.leave(store, netrec.get("network", network.DEFAULT), pod)
 
 
 def release(store: Store, pods: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
@@ -133,6 +133,7 @@ def release(store: Store, pods: Sequence[tuple[str, dict[str, Any] | None]]) -> 
         return False
 
     by_table: dict[str, list[tuple[str, list[Any]]]] = {}
+    leaving: dict[str, list[str]] = {}  # network -> its pods going: one /etc/hosts rewrite
     veths = []
     for name, netrec in pods:
         if netrec is None:
@@ -141,13 +142,17 @@ def release(store: Store, pods: Sequence[tuple[str, dict[str, Any] | None]]) -> 
             if unpublished:
                 attempt(ipam.release_for_pod, store, name)
             continue
-        attempt(hosts_leave, store, name, netrec)
+        leaving.setdefault(netrec.get("network", "nspod"), []).append(name)
         ports = [portmap.Publish.from_dict(d) for d in netrec.get("ports", [])]
         if ports:
             table = netrec.get("table") or portmap.table_from_env()
             by_table.setdefault(table, []).append((name, ports))
         if netrec.get("veth"):
             veths.append(netrec["veth"])
+    from nspod import nethosts
+
+    for network, names in leaving.items():
+        attempt(nethosts.leave, store, network, *names)
     keep: set[str] = set()  # an address stays while a rule may still send traffic to it
     for table, entries in by_table.items():
         if not attempt(portmap.unpublish_many, store, table, entries):
