@@ -210,15 +210,17 @@ def rules(nw: Network) -> str:
                                                                nw.internal, "add")
 
 
-def wire(store: Store, nw: Network, nft: bool = True) -> None:
+def wire(store: Store, nw: Network, nft: bool = True, bridge: bool = True) -> None:
     """Bridge, its sysctl, the table's elements and ip_forward: asserted, idempotent.
 
     nft=False: the caller sends rules(nw) itself, in a transaction of its own
-    (a create that publishes ports adds them in the same one).
+    (a create that publishes ports adds them in the same one). bridge=False:
+    the caller asserts the bridge itself (a pod create, as it makes its veth).
     """
     from nspod import net, portmap
 
-    net.ensure_bridge(nw.bridge, nw.gateway, nw.prefixlen)
+    if bridge:
+        net.ensure_bridge(nw.bridge, nw.gateway, nw.prefixlen)
     if nft:
         portmap.nft(rules(nw), f'wire network "{nw.name}"')
     if not forwarding.is_on() or nw.name not in forwarding.held_by(store.root):

@@ -57,8 +57,9 @@ def claim(store: Store, rec: PodRecord, undo: contextlib.ExitStack,
     checkpoint("address")
     table = portmap.table_from_env()
     ports = [portmap.Publish.from_dict(d) for d in rec.spec.get("ports", [])]
-    # the network is asserted whole on every create: with the ports, in their transaction
-    network.wire(store, nw, nft=not ports)
+    # the network is asserted whole on every create: its rules with the ports, in their
+    # transaction; its bridge with the veth (net.setup_pod)
+    network.wire(store, nw, nft=not ports, bridge=False)
     if ports:
         portmap.publish(store, portmap.PortSpec(table=table, prelude=network.rules(nw),
                                                 pod=name, ip=ip, ports=tuple(ports)))

@@ -334,6 +334,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for m in re.finditer(r"table \w+ (nspod_t\w+)", tables):
         if m.group(1)[len("nspod_t"):] in _tags:
             leaks.append(f"nft table {m.group(1)}")
+    # networks: ip_forward holds of this run's roots, namespaces made as an "outside"
+    keys = {hashlib.sha256(r.encode()).hexdigest()[:10] for r in roots}
+    if FORWARD_HOLDERS.exists():
+        leaks += [f"ip_forward hold {p.name}" for p in FORWARD_HOLDERS.iterdir()
+                  if p.name.split("-")[0] in keys]
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        leaks += [f"netns {p.name}" for p in netns.iterdir()
+                  if p.name.startswith(LINK_PREFIX) and any(t in p.name for t in _tags)]
     if leaks:
         print("\nnspod leak check FAILED: " + "; ".join(leaks), file=sys.stderr)
         session.exitstatus = 1
