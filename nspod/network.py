@@ -24,7 +24,14 @@ import os
 import time
 
 from nspod import forwarding, lean, nethosts
-from nspod.errors import NspodError, UsageError
+from nspod.errors import (
+    FirewallError,
+    NetworkExists,
+    NetworkInUse,
+    NoSuchNetwork,
+    NspodError,
+    UsageError,
+)
 from nspod.lean import check_name, write_atomic
 
 TYPE_CHECKING = False
@@ -35,18 +42,6 @@ if TYPE_CHECKING:
 
 DEFAULT = "nspod"
 MODES = ("none", "host")  # --net values that are not networks; "bridge" is the default one
-
-
-class NoSuchNetwork(NspodError):
-    pass
-
-
-class NetworkExists(NspodError):
-    pass
-
-
-class NetworkInUse(NspodError):
-    pass
 
 
 class Network:
@@ -310,7 +305,7 @@ def unwire(store: Store, nw: Network) -> None:
     try:
         portmap.nft(portmap.network_elements(t, nw.bridge, nw.subnet, nw.internal, "delete"),
                     f'unwire network "{nw.name}"')
-    except portmap.FirewallError as e:
+    except FirewallError as e:
         if "no such file or directory" not in str(e):
             raise
     portmap.drop_table_if_unused(t)
