@@ -221,8 +221,11 @@ def _archive_entries(path: str) -> list[tuple[str, list[str]]]:
         tar = tarfile.open(path, "r:*")
     except FileNotFoundError:
         raise NspodError(f"image load {path}: no such file") from None
-    except (tarfile.TarError, OSError) as e:
-        raise NspodError(f"image load {path}: not a tar archive ({e})") from None
+    except IsADirectoryError:
+        raise NspodError(f"image load {path}: a directory (pull oci:DIR for an OCI layout)")\
+            from None
+    except (tarfile.TarError, OSError, EOFError):
+        raise NspodError(f"image load {path}: not a tar archive") from None
     with tar:
         members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
         if "manifest.json" in members:  # docker save / podman save (docker-archive)

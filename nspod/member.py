@@ -109,7 +109,7 @@ def _image_of(pod: Pod, spec: JoinSpec) -> Any:
 
     Registers the pod as a user of it, so image rm refuses while the pod exists.
     """
-    image_id = None
+    image_id: str | None = None
     if spec.image is None:
         image_id = None if spec.rootfs else pod.rec.get("spec", {}).get("image")
         if not image_id:
@@ -119,6 +119,7 @@ def _image_of(pod: Pod, spec: JoinSpec) -> Any:
     store = image.ImageStore()
     if spec.image is not None:
         image_id = image.ensure(store, spec.image, image.check_policy(spec.pull)).id
+    assert image_id is not None
     return store.use(image_id, pod.dir)
 
 
