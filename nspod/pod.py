@@ -393,6 +393,7 @@ def inspect(store: Store, rec: PodRecord) -> dict[str, Any]:
         **rec.net,
         "limits": {k: rec.spec.get(k) for k in ("memory", "pids", "cpus")},
         "security": SecurityOpts.from_spec(rec.spec).to_spec(),
+        "image": rec.spec.get("image"),
         "cgroups": [d for d in _cgroups(store, rec) if os.path.isdir(d)],
     }
 
