@@ -1,18 +1,22 @@
-"""`nspod image VERB`: the image verbs' table, parse, one call into image, render."""
+"""`nspod image VERB`: the image domain's verb table (cli.TABLES) and its handlers.
+
+`image` is one verb of cli's table whose command is an image verb of this
+module's own table. Building the tables must cost nothing (join's start-up):
+each handler imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 
-from nspod import image
 from nspod.args import Opt, Parsed, Verb, parse, usage
 from nspod.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from nspod.image import ImageStore
 
 CODES = "exit codes: 0 success; 2 bad usage; 125 nspod failed (no such image, pull failed, ...)"
 STORAGE = ("Images live under $NSPOD_STORAGE/images (default /var/lib/nspod/images), unpacked\n"
@@ -27,7 +31,7 @@ def _bool(value: str) -> bool:
     raise ValueError(f"{value!r} is not true or false")
 
 
-VERBS = {
+IMAGE_VERBS = {
     v.name: v
     for v in (
         Verb("pull", "Fetch an image from a registry (or an OCI layout) and unpack it.",
@@ -58,7 +62,7 @@ VERBS = {
 }
 
 
-def cmd_pull(a: Parsed, store: image.ImageStore) -> int:
+def cmd_pull(a: Parsed, store: ImageStore) -> int:
     from nspod import imagefetch
 
     img = imagefetch.pull(store, a.ref, tls_verify=a.tls_verify)
@@ -66,7 +70,7 @@ def cmd_pull(a: Parsed, store: image.ImageStore) -> int:
     return 0
 
 
-def cmd_load(a: Parsed, store: image.ImageStore) -> int:
+def cmd_load(a: Parsed, store: ImageStore) -> int:
     from nspod import imagefetch
 
     for img, names in imagefetch.load(store, a.file):
@@ -74,35 +78,30 @@ def cmd_load(a: Parsed, store: image.ImageStore) -> int:
     return 0
 
 
-def cmd_import(a: Parsed, store: image.ImageStore) -> int:
+def cmd_import(a: Parsed, store: ImageStore) -> int:
     from nspod import imagefetch
 
     print(imagefetch.import_tarball(store, a.tarball, a.name).id)
     return 0
 
 
-def _size(n: int) -> str:
-    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n} B"
-
-
 def _age(created: str | None) -> str:
+    """An image's creation (RFC 3339, UTC) as render.age shows ages: 3d, 5h."""
+    import calendar
+    import time
+
+    from nspod import render
+
     if not created:
         return "-"
     try:
-        t = time.mktime(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        return render.age(calendar.timegm(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S")))
     except ValueError:
         return created
-    secs = max(int(time.time() - t), 0)
-    for unit, n in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if secs >= n:
-            return f"{secs // n} {unit} ago"
-    return f"{secs} seconds ago"
 
 
-def listing(store: image.ImageStore) -> list[dict[str, object]]:
+def listing(store: ImageStore) -> list[dict[str, object]]:
+    """Every stored image: id, names, created, size, digest."""
     names: dict[str, list[str]] = {}
     for n, i in store.name_map().items():
         names.setdefault(i, []).append(n)
@@ -115,75 +114,90 @@ def listing(store: image.ImageStore) -> list[dict[str, object]]:
     return out
 
 
-def cmd_ls(a: Parsed, store: image.ImageStore) -> int:
+def cmd_ls(a: Parsed, store: ImageStore) -> int:
+    from nspod import image, render
+
     images = listing(store)
     if a.quiet:
         for i in images:
             print(i["id"])
         return 0
     if a.json:
-        print(json.dumps(images, indent=2))
+        print(render.to_json(images))
         return 0
     rows = [("NAME", "TAG", "ID", "CREATED", "SIZE")]
     for i in images:
-        for n in i["names"] or ["<none>:<none>"]:  # type: ignore[attr-defined]
-            repo, tag = image.split_name(n) if n != "<none>:<none>" else ("<none>", "<none>")
+        names: list[str] = i["names"] or [""]  # type: ignore[assignment]
+        for n in names:
+            repo, tag = image.split_name(n) if n else ("<none>", "<none>")
             rows.append((repo, tag, str(i["id"])[:12], _age(i["created"]),  # type: ignore[arg-type]
-                         _size(int(i["size"]))))  # type: ignore[call-overload]
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+                         render.size(i["size"])))  # type: ignore[arg-type]
+    print(render.table(rows))
     return 0
 
 
-def cmd_inspect(a: Parsed, store: image.ImageStore) -> int:
+def cmd_inspect(a: Parsed, store: ImageStore) -> int:
+    from nspod import render
+
     out = []
     for ref in a.ref:
         img = store.get(ref)
         out.append({**img.rec, "names": store.names_of(img.id), "root": img.root,
                     "used_by": store.users(img.id)})
-    print(json.dumps(out, indent=2))
+    print(render.to_json(out))
     return 0
 
 
-def cmd_rm(a: Parsed, store: image.ImageStore) -> int:
+def cmd_rm(a: Parsed, store: ImageStore) -> int:
+    from nspod import image
+
     for ref in a.ref:
         for line in image.remove(store, ref, a.force):
             print(line)
     return 0
 
 
-def cmd_prune(a: Parsed, store: image.ImageStore) -> int:
+def cmd_prune(a: Parsed, store: ImageStore) -> int:
+    from nspod import image
+
     for line in image.prune(store, a.all):
         print(line)
     return 0
 
 
-COMMANDS: dict[str, Callable[[Parsed, image.ImageStore], int]] = {
+COMMANDS: dict[str, Callable[[Parsed, ImageStore], int]] = {
     "pull": cmd_pull, "load": cmd_load, "import": cmd_import, "ls": cmd_ls,
     "inspect": cmd_inspect, "rm": cmd_rm, "prune": cmd_prune,
 }
-SUMMARY = "Pull, load, import, list, inspect and remove images (nspod image --help)."
+SUMMARY = "Pull, load, import, list, inspect and remove images."
 
 
 def help_text() -> str:
-    verbs = "\n".join(f"  {v.name:<10} {v.summary}" for v in VERBS.values())
+    verbs = "\n".join(f"  {v.name:<10} {v.summary}" for v in IMAGE_VERBS.values())
     return (f"usage: nspod image VERB [OPTIONS] ...\n\n{SUMMARY}\n\nverbs:\n{verbs}\n\n"
-            f"{STORAGE}\nRun 'nspod image VERB --help' for a verb's options.")
+            f"{STORAGE}\nRun 'nspod image VERB --help' for a verb's options.\n{CODES}")
 
 
-def main(args: list[str], check_root: Callable[[str], None]) -> int:
-    """nspod image ARGS; check_root(verb) raises when the caller is not root."""
-    if not args or args[0] in ("-h", "--help"):
-        print(help_text(), file=sys.stdout if args else sys.stderr)
-        return 0 if args else 2
+def run(a: Parsed, root: str | None) -> int:
+    """nspod image VERB ...: the command is the image verb and its arguments."""
+    args = list(a.command)
+    if not args:
+        print(help_text(), file=sys.stderr)
+        return 2
     name = args.pop(0)
-    verb = VERBS.get(name)
+    verb = IMAGE_VERBS.get(name)
     if verb is None:
         raise UsageError(f"image: unknown verb {name!r} (see nspod image --help)")
     parsed = parse(verb, args)
     if parsed.help:
         print(usage(verb).replace("nspod ", "nspod image ", 1))
         return 0
-    check_root(f"image {name}")
-    return COMMANDS[name](parsed, image.ImageStore())
+    from nspod.image import ImageStore
+
+    return COMMANDS[name](parsed, ImageStore())
+
+
+VERBS = (
+    Verb("image", SUMMARY[:-1] + " (nspod image --help)", (), (), command="VERB [ARG...]",
+         details=help_text().split("\n\n", 2)[2], run=run),
+)
