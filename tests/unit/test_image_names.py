@@ -57,7 +57,7 @@ def test_pull_policy() -> None:
 
 def test_every_image_verb_says_what_it_does() -> None:
     from nspod.args import usage
-    from nspod.imagecli import IMAGE_VERBS
+    from nspod.imageverbs import IMAGE_VERBS
 
     for name, verb in IMAGE_VERBS.items():
         text = usage(verb)
