@@ -266,9 +266,9 @@ def load(store: ImageStore, path: str) -> list[tuple[Image, list[str]]]:
         if opener is not None:
             plain = os.path.join(unpacked, os.path.basename(path).rsplit(".", 1)[0])
             try:
-                with opener(path, "rb") as src, open(plain, "wb") as out:
+                with opener(path, "rb") as src, open(plain, "wb") as dst:
                     while chunk := src.read(1 << 20):
-                        out.write(chunk)
+                        dst.write(chunk)
             except (OSError, EOFError, ValueError):
                 raise NspodError(f"image load {path}: not a tar archive") from None
         else:
@@ -276,7 +276,7 @@ def load(store: ImageStore, path: str) -> list[tuple[Image, list[str]]]:
         entries = _archive_entries(plain)
         if not entries:
             raise NspodError(f"image load {path}: the archive holds no image")
-        out = []
+        out: list[tuple[Image, list[str]]] = []
         for source, names in entries:
             with _staging(store) as stage:
                 _copy(stage, source, f"image load {path}")
