@@ -17,19 +17,14 @@ from nspod import lean
 from nspod.errors import NoSuchPod
 from nspod.lean import check_name, proc_start, write_atomic
 
+
+def storage_root() -> str:
+    """What outlives a reboot (pod specs, images): $NSPOD_STORAGE or /var/lib/nspod."""
+    return os.environ.get("NSPOD_STORAGE") or "/var/lib/nspod"
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-DEFAULT_STORAGE = "/var/lib/nspod"
-
-
-def storage_root() -> str:
-    """Where what must survive a reboot lives (images, ...): $NSPOD_STORAGE or /var/lib/nspod.
-
-    The state root (/run/nspod) is a tmpfs and forgets everything at boot.
-    """
-    return os.environ.get("NSPOD_STORAGE") or DEFAULT_STORAGE
 
 class ProcId:
     """A process named by pid and start time: a recycled pid never matches."""
