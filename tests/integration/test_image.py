@@ -76,6 +76,9 @@ def _build(d: Path) -> Path:
         ti = tarfile.TarInfo(f"out/{ESCAPE}-symlink")
         ti.size = 4
         t.addfile(ti, io.BytesIO(b"out\n"))
+        dev = tarfile.TarInfo("hostdev")  # a device node: 1:5 is /dev/zero
+        dev.type, dev.devmajor, dev.devminor, dev.mode = tarfile.CHRTYPE, 1, 5, 0o666
+        t.addfile(dev)
     _run("umoci", "insert", "--image", f"{layout}:base", "--tag", "tarbomb", "--no-history",
          str(d / "added"), "/etc/added")
     _run("umoci", "raw", "add-layer", "--image", f"{layout}:tarbomb", str(d / "tarbomb.tar"))
@@ -349,3 +352,7 @@ def test_a_layer_aimed_out_of_the_root_stays_in_it(pod_env: PodEnv, registry: Re
     r = pod_env.run("join", "--image", registry.ref("tarbomb"), "p", "--", "ls", "/tmp")
     assert sorted(r.stdout.split()) == sorted(f"{ESCAPE}-{k}" for k in ("abs", "dotdot",
                                                                        "symlink")), r.stderr
+    # the image's device node is there, and cannot be opened (nodev)
+    r = pod_env.run("join", "--image", registry.ref("tarbomb"), "p", "--", "sh", "-c",
+                    "ls -l /hostdev; head -c 4 /hostdev | wc -c")
+    assert r.stdout.startswith("c") and "Permission denied" in r.stderr, r.stdout + r.stderr
