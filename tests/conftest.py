@@ -58,6 +58,7 @@ class PodEnv:
             NSPOD_BRIDGE=self.bridge,
             NSPOD_SUBNET=self.subnet,
             NSPOD_NFT_TABLE=self.table,
+            NSPOD_STORAGE=str(self.root / "storage"),
         )
         env.update(self.extra)
         return {k: v for k, v in env.items() if v != ""}
