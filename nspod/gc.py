@@ -42,6 +42,8 @@ def teardown(store: Store, name: str, rec: PodRecord | None,
         pausectl.kill_and_forget(rec.pid)
     unmount_all(pdir)
     failed = []
+    if sweep and rec is not None:
+        _delete_veth_of_network(store, name, rec)
     try:
         podnet.release(store, [(name, None if sweep or rec is None else rec.net)])
     except NspodError as e:
@@ -53,6 +55,18 @@ def teardown(store: Store, name: str, rec: PodRecord | None,
     if failed:
         raise NspodError(f'pod "{name}": kept, could not free: {"; ".join(failed)}')
     forget_pause(pdir)
+
+
+def _delete_veth_of_network(store: Store, name: str, rec: PodRecord) -> None:
+    """The veth a pod on a named network may have (the by-name release finds the default's)."""
+    from nspod import net, network
+
+    with contextlib.suppress(NspodError, OSError):
+        if rec.net.get("veth"):
+            net.delete_link(rec.net["veth"])
+        want = rec.spec.get("network")
+        if isinstance(want, str) and want != network.DEFAULT:
+            net.delete_link(net.veth_name(store.root, name, network.load(store, want).bridge))
 
 
 def settle(store: Store, rec: PodRecord) -> PodRecord:
@@ -202,6 +216,9 @@ def gc(store: Store) -> tuple[list[str], list[str]]:
             remove_pod_dir(pdir)
             removed.append(name)
     kept += sweep(store, tags)
+    from nspod import network
+
+    network.gc(store)  # networks a killed `network create` left, stale /etc/hosts entries
     return removed, kept
 
 

@@ -17,6 +17,8 @@ from nspod import syscalls as sc
 from nspod.errors import NspodError, os_reason
 from nspod.store import PodRecord, Store
 
+checkpoint = lean.checkpoint  # the lifecycle's and the images' kill points; it lives in lean
+
 
 def pin_namespaces(pid: int, nsdir: str, net: bool = True) -> None:
     """Bind-mounts /proc/PID/ns/KIND onto nsdir/KIND, so each outlives pause's lookups."""
