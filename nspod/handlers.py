@@ -100,7 +100,7 @@ def cmd_join(a: Parsed, root: str | None) -> int:
         raise UsageError("join: -i needs -t (without -t, stdin is always passed)")
     if a.detach and a.tty:
         raise UsageError("join: -d and -t do not go together")
-    if not a.command[0]:
+    if a.command and not a.command[0]:
         raise UsageError('join: command "": must not be empty')
     spec = member.JoinSpec(pod=a.pod, argv=a.command, env=dict(a.env), cwd=a.workdir,
                            detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,

@@ -140,3 +140,18 @@ def test_full_state_directory(pod_env: PodEnv) -> None:
             filler.unlink()
         nspod("rm", "-f", "f")
         subprocess.run(["umount", str(full)], check=True)
+
+
+def test_rm_of_several_pods_goes_on_past_one_that_fails(pod_env: PodEnv) -> None:
+    for name in ("a", "b"):
+        pod_env.create("--net", "none", name)
+    r = pod_env.run("rm", "-f", "a", "nosuch", "b")
+    assert r.returncode == 125
+    assert r.stdout == "a\nb\n" and r.stderr == 'nspod: pod "nosuch": no such pod\n'
+    assert pod_env.run("ls", "-q").stdout == ""
+
+
+def test_empty_command_is_a_usage_error(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    r = pod_env.run("join", "p", "--", "")
+    assert (r.returncode, r.stderr) == (2, 'nspod: join: command "": must not be empty\n')
