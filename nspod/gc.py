@@ -28,14 +28,15 @@ def teardown(store: Store, name: str, rec: PodRecord | None,
              tags: dict[str, list[int]] | None = None) -> None:
     """Frees everything pod name may hold: pauses, mounts, network, cgroups.
 
-    rec None (or a record in `starting` or `removing`): the record may not
-    name everything, so each part is found by the pod's name (the pause by
+    rec None (no record, or a damaged one) or in `starting` (a start killed
+    before it recorded what it made): the record may not name everything, so
+    each part is found by the pod's name (the pause by
     its tag, the address and ports by the records naming the pod, the veth
     and cgroups by the names derived from it). Every part is tried; the
     failures are raised together, and the caller keeps the record.
     """
     pdir = store.pod_dir(name)
-    sweep = rec is None or rec.state in ("starting", "removing")
+    sweep = rec is None or rec.state == "starting"
     for pid in pauses_of(pdir, pause_tags() if sweep and tags is None else tags or {}):
         pausectl.kill_and_forget(pid)
     if rec is not None and rec.pause.alive():

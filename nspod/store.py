@@ -55,7 +55,7 @@ STATES = {  # what each state promises about the kernel objects the pod holds
     # intents: written before the act, so a killed verb leaves one behind
     "starting": "anything, found by the pod's name (a start in progress or killed)",
     "releasing": "what the record names: a free that failed, retried by the next verb",
-    "removing": "anything, found by the pod's name: rm -f or gc finishes the removal",
+    "removing": "what the record names, being freed: rm -f or gc finishes the removal",
 }
 
 
