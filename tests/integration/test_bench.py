@@ -21,6 +21,12 @@ def _bench_leftovers() -> list[str]:
     return left
 
 
+def verdicts(report: str) -> dict[str, bool]:
+    """Figure -> True for PASS, False for MISS, from each judged row of bench's table."""
+    return {line.split("  ")[0]: line.endswith(": PASS") for line in report.splitlines()
+            if line.endswith((": PASS", ": MISS"))}
+
+
 @pytest.mark.timeout(180)
 def test_bench_quick_runs_reports_every_figure_and_leaves_nothing() -> None:
     if not is_root():
@@ -32,9 +38,14 @@ def test_bench_quick_runs_reports_every_figure_and_leaves_nothing() -> None:
                    "create + rm", "by hand with unshare", "pause RSS", "pause_glibc RSS",
                    "create, 1st pod", "create, 10th pod"):
         assert figure in r.stdout, figure
-    assert "PASS" in r.stdout or "MISS" in r.stdout  # the targets are judged, not asserted
     data = json.loads((REPO / "bench" / "out" / "bench.json").read_text())
     res = data["results"]
+    # every target is judged (reported, not asserted), and judged right by its figure
+    assert verdicts(r.stdout) == {
+        "nspod join POD -- true": res["join_ms"] / res["python_pass_ms"] <= 2.5,
+        "pause RSS": res["pause_rss_kb"] <= 32,
+        "create, 10th pod": res["create_nth_ms"] / res["create_1st_ms"] <= 1.2,
+    }, r.stdout
     for key in ("join_ms", "nsenter_ms", "python_pass_ms", "create_rm_none_ms",
                 "by_hand_unshare_ms", "pause_rss_kb", "pause_anon_kb", "create_1st_ms",
                 "create_nth_ms", "stop_10_members_ms", "gc_ms", "nspod_create_p_rm_ms"):
