@@ -11,8 +11,9 @@ from conftest import NSPOD, REPO
 
 def make_with_stubs(tmp_path: Path, target: str, uid: int = 0,
                     *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """Runs `make TARGET` for real, with apt-get, dpkg-query, sudo, vagrant, id and the
-    venv's python replaced by stubs that log their argv; returns make's result and the log.
+    """Runs `make TARGET` for real, with apt-get, dpkg-query, sudo, systemctl, vagrant,
+    id and the venv's python replaced by stubs that log their argv (nothing reaches the
+    host's packages or services); returns make's result and the log.
 
     dpkg-query finds nothing installed, so `make apt` installs its whole list.
     """
@@ -20,7 +21,7 @@ def make_with_stubs(tmp_path: Path, target: str, uid: int = 0,
     bin_dir.mkdir(exist_ok=True)
     log = tmp_path / "calls"
     log.write_text("")
-    for name in ("apt-get", "vagrant", "python"):
+    for name in ("apt-get", "vagrant", "python", "systemctl"):
         stub = bin_dir / name
         stub.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n')
         stub.chmod(0o755)
@@ -49,14 +50,17 @@ def test_setup_as_root_needs_no_sudo(tmp_path: Path) -> None:
     r, calls = make_with_stubs(tmp_path, "apt", 0)
     assert r.returncode == 0, r.stderr
     assert calls == ["apt-get update -q",
-                     "apt-get install -y -q --no-install-recommends " + " ".join(apt_packages())]
+                     "apt-get install -y -q --no-install-recommends " + " ".join(apt_packages()),
+                     "systemctl disable --now docker-registry.service"]
 
 
 def test_setup_as_a_user_goes_through_sudo(tmp_path: Path) -> None:
     r, calls = make_with_stubs(tmp_path, "apt", 1000)
     assert r.returncode == 0, r.stderr
     install = "apt-get install -y -q --no-install-recommends " + " ".join(apt_packages())
-    assert calls == ["sudo apt-get update -q", "apt-get update -q", "sudo " + install, install]
+    off = "systemctl disable --now docker-registry.service"
+    assert calls == ["sudo apt-get update -q", "apt-get update -q", "sudo " + install, install,
+                     "sudo " + off, off]
 
 
 def test_vm_test_brings_the_vm_up_and_runs_the_suite_in_it(tmp_path: Path) -> None:
@@ -100,7 +104,7 @@ def test_bench_setup_and_lab_setup_are_not_part_of_setup(tmp_path: Path) -> None
         assert tool not in apt_packages(), tool
     r, calls = make_with_stubs(tmp_path, "bench-setup", 0, "-o", "setup")
     assert r.returncode == 0, r.stderr
-    assert calls == ["apt-get install -y -q --no-install-recommends podman catatonit tini",
+    assert calls == ["apt-get install -y -q --no-install-recommends podman runc catatonit tini",
                      "python -m pip install -q matplotlib"]
     r, calls = make_with_stubs(tmp_path, "lab-setup", 0)
     assert r.returncode == 0, r.stderr
