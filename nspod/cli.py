@@ -586,6 +586,7 @@ COMMANDS: dict[str, Callable[[Parsed, str | None], int]] = {
 
 def _global_help() -> str:
     verbs = "\n".join(f"  {v.name:<10} {v.summary}" for v in VERBS.values())
+    verbs += "\n  kube       Kubernetes manifests: play FILE, down FILE, generate POD"
     return GLOBAL_HELP.format(verbs=verbs)
 
 
@@ -614,6 +615,10 @@ def main(argv: list[str] | None = None) -> int:
             print(_global_help(), file=sys.stderr)
             return USAGE
         name = args.pop(0)
+        if name == "kube":  # a family of its own, with its own verb table
+            from nspod import kube
+
+            return kube.main(args, root)
         verb = VERBS.get(name)
         if verb is None:
             raise UsageError(f"unknown verb {name!r} (see nspod --help)")

@@ -1,0 +1,276 @@
+"""kube play, down and generate: a kubeparse plan made into pods, and back.
+
+play, per pod: check what can be checked first (root filesystems, hostPath
+volumes, commands), create the pod (ports, summed limits, hostname, network),
+make its volumes under the pod's directory (so rm and gc take them), run the
+init containers one after another to completion, then join every container
+detached, named after it. Any failure removes every pod this play made.
+
+    ROOT/pods/POD/volumes/NAME     an emptyDir (medium Memory: a tmpfs mounted
+                                   in the pod's mount namespace) or a configMap's files
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any
+
+from nspod import member
+from nspod import syscalls as sc
+from nspod.errors import NspodError, UsageError, os_reason
+from nspod.kubegen import ROOTFS_ANNOTATION, config_maps, describe, dump, render
+from nspod.kubemodel import Container, Manifest, PodPlan, Volume
+from nspod.security import SecurityOpts
+from nspod.store import Store
+
+
+class InitFailed(NspodError):
+    """An init container did not succeed: the play stops with its status."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def play(root: str, manifest: Manifest, images: dict[str, str]) -> list[str]:
+    """Makes every pod of the manifest; all or nothing. Returns their names."""
+    from nspod import pod
+
+    store = Store(root)
+    made: list[str] = []
+    try:
+        for plan in manifest.pods:
+            _play_pod(store, plan, images, made)
+    except BaseException:
+        for name in reversed(made):
+            try:
+                pod.remove_pod(store, name, force=True, timeout=0)
+            except NspodError:
+                pass
+        raise
+    return made
+
+
+def _rootfs_of(plan: PodPlan, c: Container, images: dict[str, str]) -> str | None:
+    """The directory c runs in (None: the host's files)."""
+    from nspod import rootfs
+
+    where = f'pod "{plan.name}": container "{c.name}"'
+    if c.image is not None and c.image in images:
+        path = images[c.image]
+    elif (ROOTFS_ANNOTATION + c.name) in dict(plan.annotations):
+        path = dict(plan.annotations)[ROOTFS_ANNOTATION + c.name]
+    elif c.image is None:
+        return None
+    else:
+        raise NspodError(f"{where}: image {c.image!r}: no image store yet; run it in a "
+                         f"directory with --rootfs {c.image}=DIR")
+    if path == "/":
+        return None
+    try:
+        return rootfs.check_rootfs(path)
+    except NspodError as e:
+        raise NspodError(f"{where}: {e}") from None
+
+
+def _check_host_paths(plan: PodPlan) -> None:
+    for v in plan.volumes:
+        if v.kind != "hostPath":
+            continue
+        assert v.path is not None
+        what = f'pod "{plan.name}": volume "{v.name}": hostPath {v.path}'
+        try:
+            if v.path_type == "DirectoryOrCreate":
+                os.makedirs(v.path, 0o755, exist_ok=True)
+            elif v.path_type == "FileOrCreate" and not os.path.exists(v.path):
+                os.makedirs(os.path.dirname(v.path), 0o755, exist_ok=True)
+                os.close(os.open(v.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            st = os.stat(v.path)
+        except OSError as e:
+            raise NspodError(f"{what}: {os_reason(e)}") from None
+        import stat
+
+        if v.path_type.startswith("Directory") and not stat.S_ISDIR(st.st_mode):
+            raise NspodError(f"{what}: not a directory")
+        if v.path_type.startswith("File") and not stat.S_ISREG(st.st_mode):
+            raise NspodError(f"{what}: not a file")
+
+
+def _play_pod(store: Store, plan: PodPlan, images: dict[str, str], made: list[str]) -> None:
+    from nspod import cgroups, pod, portmap
+
+    roots = {c.name: _rootfs_of(plan, c, images)
+             for c in (*plan.init_containers, *plan.containers)}
+    for c in (*plan.init_containers, *plan.containers):
+        if not c.argv():
+            raise UsageError(f'pod "{plan.name}": container "{c.name}": no command or args '
+                             "(nspod runs no image entrypoint yet)")
+    _check_host_paths(plan)
+    ports = tuple(portmap.Publish(p.host_port, p.container_port, p.protocol.lower(), p.host_ip)
+                  for c in plan.containers for p in c.ports
+                  if p.host_port and not plan.host_network)
+    annotated = {n: (r or "/") for n, r in roots.items()
+                 if r is not None or any(n == c.name and c.image is not None
+                                         for c in (*plan.init_containers, *plan.containers))}
+    kube = {"pod": render(plan, annotated), "configMaps": config_maps(plan),
+            "source": plan.source}
+    spec = pod.CreateSpec(name=plan.name, hostname=plan.hostname,
+                          net="host" if plan.host_network else "bridge", ports=ports,
+                          limits=cgroups.Limits(memory=plan.memory(), cpus=plan.cpus()),
+                          extra={"kube": kube})
+    pod.create(store, spec)
+    made.append(plan.name)
+    pdir = store.pod_dir(plan.name)
+    sources = {v.name: _make_volume(pdir, v) for v in plan.volumes}
+    kinds = {v.name: v.kind for v in plan.volumes}
+    for c in plan.init_containers:
+        _join(store.root, plan, c, roots[c.name], sources, kinds)
+        state = _wait(store.root, plan.name, c.name)
+        if state != "exited (0)":
+            raise InitFailed(f'pod "{plan.name}": init container "{c.name}" {state}',
+                             _status_code(state))
+    for c in plan.containers:
+        _join(store.root, plan, c, roots[c.name], sources, kinds)
+
+
+def _make_volume(pdir: str, v: Volume) -> str:
+    """The host path behind volume v, made for the pod."""
+    if v.kind == "hostPath":
+        assert v.path is not None
+        return v.path
+    vdir = os.path.join(pdir, "volumes", v.name)
+    os.makedirs(vdir, 0o755)
+    if v.kind == "emptyDir":
+        os.chmod(vdir, 0o777)  # as Kubernetes makes it: any user of the pod writes there
+        if v.medium == "Memory":
+            size = f",size={v.size_limit}" if v.size_limit else ""
+            _mount_in_pod(os.path.join(pdir, "ns", "mnt"), vdir, f"mode=1777{size}")
+        return vdir
+    for rel, text in v.files:
+        path = os.path.join(vdir, rel)
+        os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            os.write(fd, text.encode())
+            os.fchmod(fd, v.default_mode)
+        finally:
+            os.close(fd)
+    return vdir
+
+
+def _mount_in_pod(nsfile: str, target: str, data: str) -> None:
+    """A tmpfs at target in the pod's mount namespace: every member's copy of it
+    has it, the host never does, and it goes with the namespace."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            fd = os.open(nsfile, os.O_RDONLY | os.O_CLOEXEC)
+            sc.setns(fd, sc.CLONE_NEWNS, "the pod's mount namespace")
+            sc.mount("tmpfs", target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, data)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise NspodError(f"emptyDir {target}: tmpfs in the pod's mount namespace failed")
+
+
+def _sub_path(base: str, sub: str, directory: bool) -> str:
+    """base/sub resolved inside base: a symlink a member planted there cannot lead out."""
+    from nspod import rootfs
+
+    real_base = os.path.realpath(base)
+    top = os.open(real_base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = rootfs.resolve_in(top, sub, create="dir" if directory else None)
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+    finally:
+        os.close(top)
+    if real != real_base and not real.startswith(real_base + "/"):
+        raise NspodError(f"subPath {sub}: leads out of its volume")
+    return real
+
+
+def _join(root: str, plan: PodPlan, c: Container, rootfs_dir: str | None,
+          sources: dict[str, str], kinds: dict[str, str]) -> None:
+    from nspod.rootfs import Volume as Bind
+
+    binds = []
+    for m in c.mounts:
+        src = sources[m.name]
+        if m.sub_path:
+            try:
+                src = _sub_path(src, m.sub_path, kinds[m.name] != "configMap")
+            except OSError as e:
+                raise NspodError(f'pod "{plan.name}": container "{c.name}": subPath '
+                                 f"{m.sub_path}: {os_reason(e)}") from None
+        binds.append(Bind(src, m.mount_path, m.read_only or kinds[m.name] == "configMap"))
+    user = None
+    if c.run_as_user is not None or c.run_as_group is not None:
+        user = str(c.run_as_user or 0)
+        if c.run_as_group is not None:
+            user += f":{c.run_as_group}"
+    spec = member.JoinSpec(pod=plan.name, argv=c.argv(), env=dict(c.env), cwd=c.working_dir,
+                           detach=True, name=c.name,
+                           security=SecurityOpts(c.cap_add, c.cap_drop, c.privileged),
+                           user=user, rootfs=rootfs_dir or "/", volumes=tuple(binds),
+                           read_only=c.read_only_root)
+    member.join(root, spec)
+
+
+def _wait(root: str, pod_name: str, name: str) -> str:
+    """Waits for member `name` to end; its state (`exited (0)`, `killed (SIGKILL)`)."""
+    while True:
+        for m in member.ps(root, pod_name):
+            if m["name"] == name and m["state"] != "running":
+                return str(m["state"])
+        time.sleep(0.02)
+
+
+def _status_code(state: str) -> int:
+    m = re.match(r"exited \((\d+)\)", state)
+    if m:
+        return int(m.group(1)) or 125
+    import signal
+
+    m = re.match(r"killed \((SIG[A-Z0-9]+)", state)
+    if m:
+        return 128 + int(getattr(signal, m.group(1), 9))
+    return 125
+
+
+def down(root: str, manifest: Manifest, timeout: float) -> tuple[list[str], list[str]]:
+    """Removes the pods of the manifest that kube play made: (removed, warnings)."""
+    from nspod import pod
+    from nspod.errors import NoSuchPod
+
+    store = Store(root)
+    removed, warnings = [], []
+    for plan in manifest.pods:
+        try:
+            rec = pod.get(store, plan.name)
+        except NoSuchPod:
+            warnings.append(f'pod "{plan.name}": no such pod')
+            continue
+        if "kube" not in rec.spec:
+            warnings.append(f'pod "{plan.name}": not made by kube play, left alone')
+            continue
+        pod.remove_pod(store, plan.name, force=True, timeout=timeout)
+        removed.append(plan.name)
+    return removed, warnings
+
+
+def generate(root: str, name: str) -> str:
+    from nspod import pod
+
+    store = Store(root)
+    rec = pod.get(store, name)
+    members: list[dict[str, Any]] = member.ps(root, name)
+    return dump(describe(rec.to_dict(), members))
