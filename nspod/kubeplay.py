@@ -13,7 +13,6 @@ detached, named after it. Any failure removes every pod this play made.
 from __future__ import annotations
 
 import os
-import re
 import time
 from typing import Any
 
@@ -42,7 +41,12 @@ def play(root: str, manifest: Manifest, images: dict[str, str]) -> list[str]:
     made: list[str] = []
     try:
         for plan in manifest.pods:
-            _play_pod(store, plan, images, made)
+            try:
+                _play_pod(store, plan, images, made)
+            except NspodError as e:
+                if not str(e).startswith(f'pod "{plan.name}"'):
+                    e.args = (f'pod "{plan.name}": {e}',)  # which pod of the file failed
+                raise
     except BaseException:
         for name in reversed(made):
             try:
@@ -127,10 +131,9 @@ def _play_pod(store: Store, plan: PodPlan, images: dict[str, str], made: list[st
     kinds = {v.name: v.kind for v in plan.volumes}
     for c in plan.init_containers:
         _join(store.root, plan, c, roots[c.name], sources, kinds)
-        state = _wait(store.root, plan.name, c.name)
+        state, code = _wait(store.root, plan.name, c.name)
         if state != "exited (0)":
-            raise InitFailed(f'pod "{plan.name}": init container "{c.name}" {state}',
-                             _status_code(state))
+            raise InitFailed(f'pod "{plan.name}": init container "{c.name}" {state}', code)
     for c in plan.containers:
         _join(store.root, plan, c, roots[c.name], sources, kinds)
 
@@ -225,25 +228,24 @@ def _join(root: str, plan: PodPlan, c: Container, rootfs_dir: str | None,
     member.join(root, spec)
 
 
-def _wait(root: str, pod_name: str, name: str) -> str:
-    """Waits for member `name` to end; its state (`exited (0)`, `killed (SIGKILL)`)."""
-    while True:
-        for m in member.ps(root, pod_name):
-            if m["name"] == name and m["state"] != "running":
-                return str(m["state"])
-        time.sleep(0.02)
+def _wait(root: str, pod_name: str, name: str) -> tuple[str, int]:
+    """Waits for member `name` to end: its state (`exited (0)`, `killed (SIGKILL)`) and
+    exit code, from the record pause writes once it has reaped it."""
+    from nspod import lean, spawn
 
-
-def _status_code(state: str) -> int:
-    m = re.match(r"exited \((\d+)\)", state)
-    if m:
-        return int(m.group(1)) or 125
-    import signal
-
-    m = re.match(r"killed \((SIG[A-Z0-9]+)", state)
-    if m:
-        return 128 + int(getattr(signal, m.group(1), 9))
-    return 125
+    pod = member.Pod(root, pod_name)
+    pod_pid = lean.loads(lean.read_text(pod.path("members", f"{name}.json")))["pod_pid"]
+    records = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        while True:
+            got = spawn.read_exit_record(records, pod_pid)
+            if got is not None:
+                return member.describe_status(got[0]), spawn.exit_code(got[0]) or 125
+            if not pod.pause_alive():
+                return "was killed with its pod", 125
+            time.sleep(0.02)
+    finally:
+        os.close(records)
 
 
 def down(root: str, manifest: Manifest, timeout: float) -> tuple[list[str], list[str]]:
