@@ -4,7 +4,8 @@ PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev musl-tools \
-	nftables iproute2 procps nginx-light busybox-static curl
+	nftables iproute2 procps nginx-light busybox-static curl \
+	skopeo umoci docker-registry
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup apt venv install test unit integration demo bench bench-setup lint rootfs clean \

@@ -55,7 +55,7 @@ class Verb:
         summary: str,
         positionals: tuple[str, ...] = (),  # "NAME", "NAME?" optional, "NAME..." many, "NAME*" any
         options: tuple[Opt, ...] = (),
-        command: bool = False,  # takes -- CMD [ARG...]
+        command: bool | str = False,  # takes -- CMD [ARG...]; "optional": may be left out
         details: str = "",
     ) -> None:
         self.name = name
@@ -147,7 +147,7 @@ def parse(verb: Verb, argv: list[str]) -> Parsed:
     if values["help"]:
         return Parsed(verb.name, values, command)
     _assign(verb, positional, values)
-    if verb.command and not command:
+    if verb.command is True and not command:
         raise UsageError(f"{verb.name}: no command given (nspod {verb.name} POD -- CMD [ARG...])")
     return Parsed(verb.name, values, command)
 

@@ -70,6 +70,10 @@ ROOTFS_OPTS = (
     Opt(("-v", "--volume"), "volume", "bind-mount a host path (ro: read-only)",
         "HOST_PATH:PATH[:ro]", True, convert=_volume),
     Opt(("--read-only",), "read_only", "mount the rootfs read-only (writable /tmp and /run)"),
+    Opt(("--image",), "image", "run in a copy-on-write root of this image (pulled when "
+        "missing); its Entrypoint, Cmd, Env, WorkingDir and User apply", "REF"),
+    Opt(("--pull",), "pull", "pull --image: always, missing (default), never", "POLICY",
+        default="missing"),
 )
 
 
@@ -198,7 +202,7 @@ VERBS = {
                 *SECURITY_OPTS,
                 *ROOTFS_OPTS,
             ),
-            command=True,
+            command="optional",
             details="Options may come before or after POD; CMD starts at the first word after\n"
             "POD (or after --), so CMD's own options pass through.\n"
             "In the foreground, stdin, stdout and stderr are the caller's; SIGINT,\n"
@@ -206,6 +210,9 @@ VERBS = {
             "With -d the command's stdin is /dev/null and its output goes to its log\n"
             "(nspod logs); pause reaps it and records its exit status (nspod ps).\n"
             "--cap-add and --cap-drop apply on top of the pod's defaults.\n"
+            "With --image (or a pod created with one), CMD may be left out: the image's\n"
+            "Entrypoint and Cmd run; a CMD replaces both. -e, -w, -u override its Env,\n"
+            "WorkingDir and User.\n"
             + SECURITY_HELP + "\n" + JOIN_CODES,
         ),
         Verb(
@@ -320,7 +327,20 @@ def cmd_create(a: Parsed, root: str | None) -> int:
         volumes=tuple(a.volume),
         read_only=a.read_only,
     )
-    rec = pod.create(_store(root), spec)
+    store = _store(root)
+    if a.image is None:
+        rec = pod.create(store, spec)
+    else:
+        from nspod import image
+
+        if a.rootfs:
+            raise UsageError("create: --image and --rootfs do not go together")
+        images = image.ImageStore()
+        img = image.ensure(images, a.image, image.check_policy(a.pull))
+        spec.name = spec.name or pod.generate_name(store)
+        spec.extra["image"] = img.id
+        with images.hold(img.id, store.pod_dir(spec.name)):  # image rm waits, then sees it
+            rec = pod.create(store, spec)
     print(rec.name)
     return 0
 
@@ -339,7 +359,10 @@ def cmd_join(a: Parsed, root: str | None) -> int:
     spec = member.JoinSpec(pod=a.pod, argv=a.command, env=dict(a.env), cwd=a.workdir,
                            detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,
                            security=_security(a), user=a.user, rootfs=a.rootfs,
-                           volumes=tuple(a.volume), read_only=a.read_only)
+                           volumes=tuple(a.volume), read_only=a.read_only, image=a.image,
+                           pull=a.pull)
+    if a.image and a.rootfs:
+        raise UsageError("join: --image and --rootfs do not go together")
     name, code = member.join(_root(root), spec)
     if a.detach:
         print(name)
@@ -584,8 +607,22 @@ COMMANDS: dict[str, Callable[[Parsed, str | None], int]] = {
 }
 
 
+# Domains with a verb table of their own: name -> (module with main(args, require_root), summary)
+DOMAINS = {
+    "image": ("nspod.imagecli", "Pull, load, import, list, inspect, remove images"),
+}
+
+
+def _require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        # every verb reads or changes namespaces, mounts, cgroups or the
+        # state root, which is root's (0711)
+        raise NotRoot(f"{what}: must be run as root (try sudo)")
+
+
 def _global_help() -> str:
-    verbs = "\n".join(f"  {v.name:<10} {v.summary}" for v in VERBS.values())
+    verbs = "\n".join([f"  {v.name:<10} {v.summary}" for v in VERBS.values()]
+                      + [f"  {n:<10} {s}" for n, (_, s) in DOMAINS.items()])
     verbs += "\n  kube       Kubernetes manifests: play FILE, down FILE, generate POD"
     return GLOBAL_HELP.format(verbs=verbs)
 
@@ -619,6 +656,10 @@ def main(argv: list[str] | None = None) -> int:
             from nspod import kube
 
             return kube.main(args, root)
+        if name in DOMAINS:  # a domain with its own verb table: nspod image VERB ...
+            import importlib
+
+            return importlib.import_module(DOMAINS[name][0]).main(args, _require_root)  # type: ignore[no-any-return]
         verb = VERBS.get(name)
         if verb is None:
             raise UsageError(f"unknown verb {name!r} (see nspod --help)")
@@ -626,10 +667,7 @@ def main(argv: list[str] | None = None) -> int:
         if parsed.help:
             print(usage(verb))
             return 0
-        if os.geteuid() != 0:
-            # every verb reads or changes namespaces, mounts, cgroups or the
-            # state root, which is root's (0711)
-            raise NotRoot(f"{name}: must be run as root (try sudo)")
+        _require_root(name)
         return COMMANDS[name](parsed, root)
     except NspodError as e:
         if debug:

@@ -35,6 +35,14 @@ class NotRoot(NspodError):
     pass
 
 
+class NoSuchImage(NspodError):
+    pass
+
+
+class ImageInUse(NspodError):
+    pass
+
+
 class ExecFailed(NspodError):
     """The command could not be executed: 126 (found, not runnable) or 127."""
 

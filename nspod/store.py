@@ -22,11 +22,20 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_ROOT = "/run/nspod"
+DEFAULT_STORAGE = "/var/lib/nspod"
 NAME_MAX = 63
 NS_KINDS = ("ipc", "uts", "net", "pid", "mnt")
 
-__all__ = ["DEFAULT_ROOT", "NS_KINDS", "PodRecord", "ProcId", "Store", "check_name",
-           "proc_start", "write_atomic"]
+__all__ = ["DEFAULT_ROOT", "DEFAULT_STORAGE", "NS_KINDS", "PodRecord", "ProcId", "Store",
+           "check_name", "proc_start", "storage_root", "write_atomic"]
+
+
+def storage_root() -> str:
+    """Where what must survive a reboot lives (images, ...): $NSPOD_STORAGE or /var/lib/nspod.
+
+    The state root (/run/nspod) is a tmpfs and forgets everything at boot.
+    """
+    return os.environ.get("NSPOD_STORAGE") or DEFAULT_STORAGE
 
 
 def check_name(name: str, what: str = "pod name") -> str:
