@@ -26,6 +26,14 @@ def _image_dir(value: str) -> tuple[str, str]:
     return ref, path
 
 
+def _bool(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{value!r} is not true or false")
+
+
 def _seconds(value: str) -> float:
     try:
         secs = float(value)
@@ -45,7 +53,10 @@ VERBS = {
             "their containers.",
             ("FILE",),
             (Opt(("--rootfs",), "rootfs", "run containers of image IMAGE in the directory DIR",
-                 "IMAGE=DIR", True, convert=_image_dir),),
+                 "IMAGE=DIR", True, convert=_image_dir),
+             Opt(("--tls-verify",), "tls_verify", "pull over HTTPS with a valid certificate "
+                 "(default true; false for a plain-HTTP registry)", "BOOL", default=True,
+                 convert=_bool)),
             details="FILE is a YAML file, or - for stdin. Prints each pod's name.\n"
             "Supported: metadata.name; containers' image, command, args, env (value),\n"
             "workingDir, ports (a hostPort is published), volumeMounts, resources.limits\n"
@@ -53,8 +64,10 @@ VERBS = {
             "order to completion first); volumes hostPath, emptyDir (medium Memory: a\n"
             "tmpfs), configMap (from a ConfigMap in FILE); hostNetwork, hostname,\n"
             "restartPolicy Never. Any other field: one warning naming it.\n"
-            "A container runs in the directory --rootfs maps its image to, or the one its\n"
-            "rootfs.nspod.io/CONTAINER annotation names (/ for the host's files).\n"
+            "A container runs in its image, from nspod's store (pulled when missing, as\n"
+            "imagePullPolicy says; see nspod image); or in the directory --rootfs maps\n"
+            "its image to, or the one its rootfs.nspod.io/CONTAINER annotation names\n"
+            "(/ for the host's files, as for a container with no image).\n"
             + EXIT_CODES,
         ),
         Verb(
@@ -117,7 +130,7 @@ def cmd_play(a: Parsed, root: str | None) -> int:
     manifest = _manifest(a.file)
     if not manifest.pods:
         raise UsageError(f"kube play {a.file}: no Pod or Deployment in it")
-    for name in kubeplay.play(_root(root), manifest, dict(a.rootfs)):
+    for name in kubeplay.play(_root(root), manifest, dict(a.rootfs), a.tls_verify):
         print(name)
     return 0
 

@@ -139,6 +139,10 @@ def render(plan: PodPlan, rootfs: dict[str, str] | None = None) -> dict[str, Any
     if plan.init_containers:
         spec["initContainers"] = [_container(c) for c in plan.init_containers]
     spec["containers"] = [_container(c) for c in plan.containers]
+    for c, out in zip((*plan.init_containers, *plan.containers),
+                      (*spec.get("initContainers", []), *spec["containers"]), strict=True):
+        if c.image is None:  # a cluster wants one: it ran in a directory or the host's files
+            out["image"] = PLACEHOLDER_IMAGE
     if plan.volumes:
         spec["volumes"] = [_volume(v) for v in plan.volumes]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}

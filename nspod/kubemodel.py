@@ -51,8 +51,24 @@ class Container:
 
     def argv(self) -> list[str]:
         """command + args with $(VAR) references expanded from env, as the kubelet does."""
+        command, args = self.expanded()
+        return [*(command or ()), *(args or ())]
+
+    def expanded(self) -> tuple[list[str] | None, list[str] | None]:
+        """(command, args), $(VAR) references expanded from env; None where not given."""
         env = dict(self.env)
-        return [expand(a, env) for a in (*(self.command or ()), *(self.args or ()))]
+        return (None if self.command is None else [expand(a, env) for a in self.command],
+                None if self.args is None else [expand(a, env) for a in self.args])
+
+    def pull_policy(self) -> str:
+        """nspod's pull policy for the image: imagePullPolicy, or Kubernetes' default
+        (Always for :latest or no tag, IfNotPresent otherwise)."""
+        policy = self.image_pull_policy
+        if policy is None:
+            ref = self.image or ""
+            tag = ref.rsplit("/", 1)[-1].partition(":")[2]
+            policy = "IfNotPresent" if "@" in ref or (tag and tag != "latest") else "Always"
+        return {"Always": "always", "IfNotPresent": "missing", "Never": "never"}[policy]
 
 
 @dataclass(frozen=True)

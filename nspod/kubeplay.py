@@ -33,7 +33,8 @@ class InitFailed(NspodError):
         self.code = code
 
 
-def play(root: str, manifest: Manifest, images: dict[str, str]) -> list[str]:
+def play(root: str, manifest: Manifest, images: dict[str, str],
+         tls_verify: bool = True) -> list[str]:
     """Makes every pod of the manifest; all or nothing. Returns their names."""
     from nspod import pod
 
@@ -42,7 +43,7 @@ def play(root: str, manifest: Manifest, images: dict[str, str]) -> list[str]:
     try:
         for plan in manifest.pods:
             try:
-                _play_pod(store, plan, images, made)
+                _play_pod(store, plan, images, tls_verify, made)
             except NspodError as e:
                 if not str(e).startswith(f'pod "{plan.name}"'):
                     e.args = (f'pod "{plan.name}": {e}',)  # which pod of the file failed
@@ -57,24 +58,46 @@ def play(root: str, manifest: Manifest, images: dict[str, str]) -> list[str]:
     return made
 
 
-def _rootfs_of(plan: PodPlan, c: Container, images: dict[str, str]) -> str | None:
-    """The directory c runs in (None: the host's files)."""
+class Root:
+    """Where a container runs: a directory (`/`: the host's files) or a stored image."""
+
+    __slots__ = ("rootfs", "image", "argv")
+
+    def __init__(self, rootfs: str | None, image: str | None, argv: list[str]) -> None:
+        self.rootfs = rootfs
+        self.image = image
+        self.argv = argv
+
+
+def _root_of(plan: PodPlan, c: Container, images: dict[str, str], tls_verify: bool) -> Root:
+    """A --rootfs mapping of c's image first, then its rootfs.nspod.io annotation, then
+    the image from nspod's store (pulled per imagePullPolicy); no image: the host's."""
     from nspod import rootfs
 
     where = f'pod "{plan.name}": container "{c.name}"'
+    annotation = dict(plan.annotations).get(ROOTFS_ANNOTATION + c.name)
     if c.image is not None and c.image in images:
         path = images[c.image]
-    elif (ROOTFS_ANNOTATION + c.name) in dict(plan.annotations):
-        path = dict(plan.annotations)[ROOTFS_ANNOTATION + c.name]
+    elif annotation is not None:
+        path = annotation
     elif c.image is None:
-        return None
+        path = "/"
     else:
-        raise NspodError(f"{where}: image {c.image!r}: no image store yet; run it in a "
-                         f"directory with --rootfs {c.image}=DIR")
+        from nspod import image
+
+        img = image.ensure(image.ImageStore(), c.image, c.pull_policy(), tls_verify)
+        argv = image.command(img.config, *c.expanded())
+        if not argv:
+            raise UsageError(f"{where}: image {c.image} has no Entrypoint or Cmd: give a "
+                             "command")
+        return Root(None, c.image, argv)
+    if not c.argv():
+        raise UsageError(f"{where}: no command or args (it runs in a directory, which has "
+                         "no entrypoint)")
     if path == "/":
-        return None
+        return Root("/", None, c.argv())
     try:
-        return rootfs.check_rootfs(path)
+        return Root(rootfs.check_rootfs(path), None, c.argv())
     except NspodError as e:
         raise NspodError(f"{where}: {e}") from None
 
@@ -102,22 +125,18 @@ def _check_host_paths(plan: PodPlan) -> None:
             raise NspodError(f"{what}: not a file")
 
 
-def _play_pod(store: Store, plan: PodPlan, images: dict[str, str], made: list[str]) -> None:
+def _play_pod(store: Store, plan: PodPlan, images: dict[str, str], tls_verify: bool,
+              made: list[str]) -> None:
     from nspod import cgroups, pod, portmap
 
-    roots = {c.name: _rootfs_of(plan, c, images)
+    # everything that can fail without making anything, first (images are pulled here)
+    roots = {c.name: _root_of(plan, c, images, tls_verify)
              for c in (*plan.init_containers, *plan.containers)}
-    for c in (*plan.init_containers, *plan.containers):
-        if not c.argv():
-            raise UsageError(f'pod "{plan.name}": container "{c.name}": no command or args '
-                             "(nspod runs no image entrypoint yet)")
     _check_host_paths(plan)
     ports = tuple(portmap.Publish(p.host_port, p.container_port, p.protocol.lower(), p.host_ip)
                   for c in plan.containers for p in c.ports
                   if p.host_port and not plan.host_network)
-    annotated = {n: (r or "/") for n, r in roots.items()
-                 if r is not None or any(n == c.name and c.image is not None
-                                         for c in (*plan.init_containers, *plan.containers))}
+    annotated = {n: r.rootfs for n, r in roots.items() if r.rootfs is not None}
     kube = {"pod": render(plan, annotated), "configMaps": config_maps(plan),
             "source": plan.source}
     spec = pod.CreateSpec(name=plan.name, hostname=plan.hostname,
@@ -201,7 +220,7 @@ def _sub_path(base: str, sub: str, directory: bool) -> str:
     return real
 
 
-def _join(root: str, plan: PodPlan, c: Container, rootfs_dir: str | None,
+def _join(root: str, plan: PodPlan, c: Container, where: Root,
           sources: dict[str, str], kinds: dict[str, str]) -> None:
     from nspod.rootfs import Volume as Bind
 
@@ -220,11 +239,11 @@ def _join(root: str, plan: PodPlan, c: Container, rootfs_dir: str | None,
         user = str(c.run_as_user or 0)
         if c.run_as_group is not None:
             user += f":{c.run_as_group}"
-    spec = member.JoinSpec(pod=plan.name, argv=c.argv(), env=dict(c.env), cwd=c.working_dir,
+    spec = member.JoinSpec(pod=plan.name, argv=where.argv, env=dict(c.env), cwd=c.working_dir,
                            detach=True, name=c.name,
                            security=SecurityOpts(c.cap_add, c.cap_drop, c.privileged),
-                           user=user, rootfs=rootfs_dir or "/", volumes=tuple(binds),
-                           read_only=c.read_only_root)
+                           user=user, rootfs=where.rootfs, volumes=tuple(binds),
+                           read_only=c.read_only_root, image=where.image, pull="never")
     member.join(root, spec)
 
 

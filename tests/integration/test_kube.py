@@ -2,20 +2,25 @@
 
 The manifests are the classic ones of the Kubernetes documentation's tasks
 (two containers sharing an emptyDir, nginx with a hostPort, an init container
-preparing what the app serves, resources.limits), rewritten to the busybox
-root filesystem the suite builds (mapped with `--rootfs busybox=DIR`). Each is
-played, checked from the host, and brought down; the pod_env fixture fails
-the test on anything left.
+preparing what the app serves, resources.limits), rewritten to an image the
+suite builds from its busybox root (`nspod image import`, then found in the
+store by play). Each is played, checked from the host, and brought down; the
+pod_env fixture fails the test on anything left. One image comes from a
+registry on 127.0.0.1 (test_image's fixture), pulled by play itself.
 """
 
 import json
 import shutil
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from conftest import ROOTFS, PodEnv
+from test_image import Registry, registry  # noqa: F401 - the registry fixture
+
+IMAGE = "localhost/kube-busybox:1"
 
 pytestmark = pytest.mark.root
 
@@ -29,8 +34,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def busybox(tmp_path: Path) -> Path:
-    """The test's own copy of the busybox root: volume mount points are made in it."""
+def busybox(pod_env: PodEnv, tmp_path: Path) -> Path:
+    """IMAGE in the test's image store, made from the suite's busybox root; and a copy
+    of that root as a directory, for the tests that run containers in one."""
+    tarball = tmp_path / "busybox.tar"
+    subprocess.run(["tar", "-C", str(ROOTFS), "-cf", str(tarball), "."], check=True)
+    pod_env.run("image", "import", str(tarball), IMAGE.removeprefix("localhost/"), check=True)
     root = tmp_path / "busybox"
     shutil.copytree(ROOTFS, root, symlinks=True)
     return root
@@ -38,8 +47,8 @@ def busybox(tmp_path: Path) -> Path:
 
 def play(e: PodEnv, text: str, tmp: Path, busybox: Path, *args: str, name: str = "m.yaml"):
     path = tmp / name
-    path.write_text(text)
-    r = e.run("kube", "play", "--rootfs", f"busybox={busybox}", *args, str(path))
+    path.write_text(text.replace("image: busybox", f"image: {IMAGE}"))
+    r = e.run("kube", "play", *args, str(path))
     for pod in r.stdout.split():
         e.pods_seen.add(pod)
     return r
@@ -169,11 +178,8 @@ def test_nginx_with_a_host_port(pod_env: PodEnv, tmp_path: Path, busybox: Path):
     assert fetch(port) == "hello from a configMap"
     assert pod_env.inspect("nginx")["ports"] == [
         {"host_ip": "", "host_port": port, "pod_port": 80, "proto": "tcp"}]
-    # a configMap volume is read-only
-    w = pod_env.run("join", "--rootfs", str(busybox), "nginx", "--", "true")
-    assert w.returncode == 0
     down(pod_env, tmp_path)
-    assert fetch.__call__ and not _answers(port)
+    assert not _answers(port)
 
 
 def _answers(port: int) -> bool:
@@ -304,7 +310,7 @@ def test_generate_then_play_gives_the_same_pod(pod_env: PodEnv, tmp_path: Path, 
     assert docs[-1]["kind"] == "Pod"
     kv.validate(docs[-1], kv.latest_version(), strict=True)
     down(pod_env, tmp_path)
-    # the generated manifest carries where each container ran: no --rootfs needed
+    assert IMAGE in gen and "rootfs.nspod.io" not in gen
     (tmp_path / "gen.yaml").write_text(gen)
     r = pod_env.run("kube", "play", str(tmp_path / "gen.yaml"))
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
@@ -434,3 +440,63 @@ def test_down_leaves_pods_it_did_not_make(pod_env: PodEnv, tmp_path: Path):
     assert r.stderr == ('nspod: warning: kube down: pod "two-containers": not made by kube '
                         "play, left alone\n")
     assert pod_env.run("ls", "-q").stdout == "two-containers\n"
+
+
+def test_containers_in_a_directory_and_the_annotation_that_carries_it(
+        pod_env: PodEnv, tmp_path: Path, busybox: Path):
+    path = tmp_path / "m.yaml"
+    path.write_text(TWO)  # image: busybox, mapped to a directory: no store, no pull
+    r = pod_env.run("kube", "play", "--rootfs", f"busybox={busybox}", str(path))
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert wait_for(lambda: "Hello" in logs(pod_env, "two-containers", "nginx-container"))
+    gen = pod_env.run("kube", "generate", "two-containers", check=True).stdout
+    assert f"rootfs.nspod.io/nginx-container: {busybox}" in gen
+    down(pod_env, tmp_path)
+    (tmp_path / "gen.yaml").write_text(gen)
+    r = pod_env.run("kube", "play", str(tmp_path / "gen.yaml"))
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert wait_for(lambda: "Hello" in logs(pod_env, "two-containers", "nginx-container"))
+    down(pod_env, tmp_path, "gen.yaml")
+
+
+def test_play_pulls_a_missing_image_and_runs_its_entrypoint(
+        pod_env: PodEnv, tmp_path: Path, registry: Registry):  # noqa: F811
+    text = f"""\
+apiVersion: v1
+kind: Pod
+metadata: {{name: pulled}}
+spec:
+  containers:
+  - name: own
+    image: {registry.ref("app")}
+  - name: args
+    image: {registry.ref("app")}
+    args: ["echo $GREETING from args; sleep 1000"]
+  - name: command
+    image: {registry.ref("app")}
+    command: [echo, "$(WHO) from command"]
+    env: [{{name: WHO, value: me}}]
+"""
+    (tmp_path / "m.yaml").write_text(text)
+    r = pod_env.run("kube", "play", "--tls-verify=false", str(tmp_path / "m.yaml"), timeout=120)
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert wait_for(lambda: len(logs(pod_env, "pulled", "own").split("\n")) >= 5)
+    # Entrypoint + Cmd, Env, WorkingDir, User of the image; its layers
+    assert logs(pod_env, "pulled", "own").split("\n")[:5] == [
+        "hello", "33", "/srv/app", "whiteout-ok", "added by layer 2"]
+    assert wait_for(lambda: logs(pod_env, "pulled", "args")) == "hello from args\n"
+    assert wait_for(lambda: logs(pod_env, "pulled", "command")) == "me from command\n"
+    names = [i["names"] for i in json.loads(pod_env.run("image", "ls", "--json").stdout)]
+    assert names == [[registry.ref("app")]]
+    down(pod_env, tmp_path)
+
+
+def test_a_missing_image_with_pull_policy_never(pod_env: PodEnv, tmp_path: Path):
+    (tmp_path / "m.yaml").write_text(TWO.replace(
+        "    image: busybox\n", "    image: localhost/absent:1\n    imagePullPolicy: Never\n",
+        1))
+    r = pod_env.run("kube", "play", str(tmp_path / "m.yaml"))
+    assert r.returncode == 125
+    assert r.stderr == ('nspod: pod "two-containers": image localhost/absent:1: no such image '
+                        "(and the pull policy is never)\n")
+    nothing_made(pod_env)
