@@ -173,10 +173,11 @@ def dump(docs: list[dict[str, Any]]) -> str:
 # -- describing a pod -------------------------------------------------------------------
 
 
-def describe(rec: dict[str, Any], members: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The manifest documents of a pod: record (pod.json) and its members (member.ps)."""
-    kube = rec.get("spec", {}).get("kube")
-    if isinstance(kube, dict):
+def describe(rec: dict[str, Any], members: list[dict[str, Any]],
+             kube: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The manifest documents of a pod: record (pod.json), its members (member.ps) and
+    what kube play made it from, if it did."""
+    if kube is not None:
         pod = kube["pod"]
         known = {c["name"] for c in pod["spec"]["containers"]}
         known |= {c["name"] for c in pod["spec"].get("initContainers", [])}

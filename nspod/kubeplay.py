@@ -6,23 +6,27 @@ make its volumes under the pod's directory (so rm and gc take them), run the
 init containers one after another to completion, then join every container
 detached, named after it. Any failure removes every pod this play made.
 
+    ROOT/pods/POD/kube.json        the manifest the pod was played from (down, generate)
     ROOT/pods/POD/volumes/NAME     an emptyDir (medium Memory: a tmpfs mounted
                                    in the pod's mount namespace) or a configMap's files
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
 
-from nspod import member
+from nspod import lean, member
 from nspod import syscalls as sc
 from nspod.errors import NspodError, UsageError, os_reason
 from nspod.kubegen import ROOTFS_ANNOTATION, config_maps, describe, dump, render
 from nspod.kubemodel import Container, Manifest, PodPlan, Volume
 from nspod.security import SecurityOpts
 from nspod.store import Store
+
+KUBE_RECORD = "kube.json"  # in the pod's directory: what play made it from
 
 
 class InitFailed(NspodError):
@@ -141,11 +145,11 @@ def _play_pod(store: Store, plan: PodPlan, images: dict[str, str], tls_verify: b
             "source": plan.source}
     spec = pod.CreateSpec(name=plan.name, hostname=plan.hostname,
                           net="host" if plan.host_network else "bridge", ports=ports,
-                          limits=cgroups.Limits(memory=plan.memory(), cpus=plan.cpus()),
-                          extra={"kube": kube})
+                          limits=cgroups.Limits(memory=plan.memory(), cpus=plan.cpus()))
     pod.create(store, spec)
     made.append(plan.name)
     pdir = store.pod_dir(plan.name)
+    lean.write_atomic(os.path.join(pdir, KUBE_RECORD), json.dumps(kube))
     sources = {v.name: _make_volume(pdir, v) for v in plan.volumes}
     kinds = {v.name: v.kind for v in plan.volumes}
     for c in plan.init_containers:
@@ -280,7 +284,7 @@ def down(root: str, manifest: Manifest, timeout: float) -> tuple[list[str], list
         except NoSuchPod:
             warnings.append(f'pod "{plan.name}": no such pod')
             continue
-        if "kube" not in rec.spec:
+        if not os.path.exists(os.path.join(store.pod_dir(rec.name), KUBE_RECORD)):
             warnings.append(f'pod "{plan.name}": not made by kube play, left alone')
             continue
         pod.remove_pod(store, plan.name, force=True, timeout=timeout)
@@ -294,4 +298,8 @@ def generate(root: str, name: str) -> str:
     store = Store(root)
     rec = pod.get(store, name)
     members: list[dict[str, Any]] = member.ps(root, name)
-    return dump(describe(rec.to_dict(), members))
+    try:
+        kube = json.loads(lean.read_text(os.path.join(store.pod_dir(name), KUBE_RECORD)))
+    except FileNotFoundError:
+        kube = None
+    return dump(describe(rec.to_dict(), members, kube))
