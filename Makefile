@@ -58,7 +58,7 @@ bench:
 # The tools the benchmark compares with: not needed to run nspod.
 bench-setup: setup
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-		podman catatonit tini
+		podman runc catatonit tini
 	$(PY) -m pip install -q matplotlib
 
 # The Vagrant lab: a Debian 12 VM with a stock kernel and cgroup v2.

@@ -47,7 +47,7 @@ class Opt:
 
 
 class Verb:
-    __slots__ = ("name", "summary", "positionals", "options", "command", "details")
+    __slots__ = ("name", "summary", "positionals", "options", "command", "details", "run")
 
     def __init__(
         self,
@@ -55,8 +55,10 @@ class Verb:
         summary: str,
         positionals: tuple[str, ...] = (),  # "NAME", "NAME?" optional, "NAME..." many, "NAME*" any
         options: tuple[Opt, ...] = (),
-        command: bool | str = False,  # takes -- CMD [ARG...]; "optional": may be left out
+        command: bool | str = False,  # takes -- CMD [ARG...]; a string: an optional
+        # command, shown so in the usage line (join: the image's own command)
         details: str = "",
+        run: Any = None,  # the handler: callable(Parsed, root: str | None) -> exit code
     ) -> None:
         self.name = name
         self.summary = summary
@@ -64,6 +66,7 @@ class Verb:
         self.options = options
         self.command = command
         self.details = details
+        self.run = run
 
 
 HELP = Opt(("-h", "--help"), "help", "show this help and exit")
@@ -189,8 +192,10 @@ def usage(verb: Verb) -> str:
         else p
         for p in verb.positionals
     )
-    cmd = " -- CMD [ARG...]" if verb.command else ""
-    lines = [f"usage: nspod {verb.name} [OPTIONS] {pos}{cmd}".rstrip(), "", verb.summary]
+    cmd = (f" {verb.command}" if isinstance(verb.command, str)
+           else " -- CMD [ARG...]" if verb.command else "")
+    lines = [f"usage: nspod {verb.name} [OPTIONS]{' ' + pos if pos else ''}{cmd}", "",
+             verb.summary]
     if verb.details:
         lines += ["", verb.details]
     lines += ["", "options:"]

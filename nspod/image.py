@@ -492,6 +492,6 @@ class Overlay:
 
         try:
             sc.mount("overlay", self.merged, "overlay", sc.MS_NODEV,
-                     f"lowerdir={self.lower},upperdir={self.upper},workdir={self.work}")
+                     f"lowerdir={self.lower},upperdir={self.upper},workdir={self.work},volatile")
         except OSError as e:
             raise NspodError(f"overlay root {self.merged}: {os_reason(e)}") from e

@@ -254,7 +254,7 @@ def _join(root: str, plan: PodPlan, c: Container, where: Root,
 def _wait(root: str, pod_name: str, name: str) -> tuple[str, int]:
     """Waits for member `name` to end: its state (`exited (0)`, `killed (SIGKILL)`) and
     exit code, from the record pause writes once it has reaped it."""
-    from nspod import lean, spawn
+    from nspod import spawn
 
     pod = member.Pod(root, pod_name)
     pod_pid = lean.loads(lean.read_text(pod.path("members", f"{name}.json")))["pod_pid"]
@@ -273,14 +273,14 @@ def _wait(root: str, pod_name: str, name: str) -> tuple[str, int]:
 
 def down(root: str, manifest: Manifest, timeout: float) -> tuple[list[str], list[str]]:
     """Removes the pods of the manifest that kube play made: (removed, warnings)."""
-    from nspod import pod
+    from nspod import gc, pod
     from nspod.errors import NoSuchPod
 
     store = Store(root)
     removed, warnings = [], []
     for plan in manifest.pods:
         try:
-            rec = pod.get(store, plan.name)
+            rec = gc.get(store, plan.name)
         except NoSuchPod:
             warnings.append(f'pod "{plan.name}": no such pod')
             continue
@@ -293,10 +293,10 @@ def down(root: str, manifest: Manifest, timeout: float) -> tuple[list[str], list
 
 
 def generate(root: str, name: str) -> str:
-    from nspod import pod
+    from nspod import gc
 
     store = Store(root)
-    rec = pod.get(store, name)
+    rec = gc.get(store, name)
     members: list[dict[str, Any]] = member.ps(root, name)
     try:
         kube = json.loads(lean.read_text(os.path.join(store.pod_dir(name), KUBE_RECORD)))

@@ -14,20 +14,14 @@ import fcntl
 import os
 
 from nspod import lean
-from nspod.errors import NoSuchPod, UsageError
-from nspod.lean import proc_start, valid_name, write_atomic
+from nspod.errors import NoSuchPod
+from nspod.lean import check_name, proc_start, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-DEFAULT_ROOT = "/run/nspod"
 DEFAULT_STORAGE = "/var/lib/nspod"
-NAME_MAX = 63
-NS_KINDS = ("ipc", "uts", "net", "pid", "mnt")
-
-__all__ = ["DEFAULT_ROOT", "DEFAULT_STORAGE", "NS_KINDS", "PodRecord", "ProcId", "Store",
-           "check_name", "proc_start", "storage_root", "write_atomic"]
 
 
 def storage_root() -> str:
@@ -36,20 +30,6 @@ def storage_root() -> str:
     The state root (/run/nspod) is a tmpfs and forgets everything at boot.
     """
     return os.environ.get("NSPOD_STORAGE") or DEFAULT_STORAGE
-
-
-def check_name(name: str, what: str = "pod name") -> str:
-    if not name:
-        raise UsageError(f'invalid {what} "": must not be empty')
-    if len(name) > NAME_MAX:
-        raise UsageError(f'invalid {what} "{name[:20]}...": longer than {NAME_MAX} characters')
-    if not valid_name(name):
-        raise UsageError(
-            f"invalid {what} {lean.dumps(name)}: use letters, digits, '_', '.', '-', "
-            "starting with a letter or digit"
-        )
-    return name
-
 
 class ProcId:
     """A process named by pid and start time: a recycled pid never matches."""

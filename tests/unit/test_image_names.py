@@ -53,3 +53,14 @@ def test_pull_policy() -> None:
     assert image.check_policy("never") == "never"
     with pytest.raises(UsageError):
         image.check_policy("sometimes")
+
+
+def test_every_image_verb_says_what_it_does() -> None:
+    from nspod.args import usage
+    from nspod.imageverbs import IMAGE_VERBS
+
+    for name, verb in IMAGE_VERBS.items():
+        text = usage(verb)
+        assert verb.summary.strip() and "exit codes:" in text, name
+        for opt in verb.options:
+            assert opt.help in text and all(n in text for n in opt.names), (name, opt.names)
