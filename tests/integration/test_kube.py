@@ -500,3 +500,49 @@ def test_a_missing_image_with_pull_policy_never(pod_env: PodEnv, tmp_path: Path)
     assert r.stderr == ('nspod: pod "two-containers": image localhost/absent:1: no such image '
                         "(and the pull policy is never)\n")
     nothing_made(pod_env)
+
+
+SECURITY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: locked
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: locked}}
+  template:
+    metadata: {labels: {app: locked}}
+    spec:
+      hostNetwork: true
+      containers:
+      - name: locked
+        image: busybox
+        command: [sh, -c, "id -u; id -g; touch /x 2>/dev/null && echo rw || echo ro;
+          grep CapEff /proc/self/status; sleep 1000"]
+        securityContext:
+          runAsUser: 33
+          runAsGroup: 33
+          readOnlyRootFilesystem: true
+          allowPrivilegeEscalation: false
+          capabilities: {drop: [ALL]}
+      - name: tracer
+        image: busybox
+        command: [sh, -c, "grep CapEff /proc/self/status; sleep 1000"]
+        securityContext:
+          capabilities: {add: [SYS_PTRACE]}
+"""
+
+
+def test_security_context_and_host_network_of_a_deployment(pod_env: PodEnv, tmp_path: Path,
+                                                           busybox: Path):
+    r = play(pod_env, SECURITY, tmp_path, busybox)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "locked\n", "")
+    assert pod_env.inspect("locked")["net"] == "host"
+    out = wait_for(lambda: len(logs(pod_env, "locked", "locked").split("\n")) >= 4 and
+                   logs(pod_env, "locked", "locked"))
+    lines = out.split("\n")
+    assert lines[:3] == ["33", "33", "ro"]
+    assert int(lines[3].split()[1], 16) == 0  # no capability left
+    tracer = wait_for(lambda: logs(pod_env, "locked", "tracer"))
+    assert int(tracer.split()[1], 16) & (1 << 19)  # CAP_SYS_PTRACE added
+    down(pod_env, tmp_path)
