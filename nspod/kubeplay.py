@@ -137,6 +137,12 @@ def _play_pod(store: Store, plan: PodPlan, images: dict[str, str], tls_verify: b
     roots = {c.name: _root_of(plan, c, images, tls_verify)
              for c in (*plan.init_containers, *plan.containers)}
     _check_host_paths(plan)
+    memory = {v.name for v in plan.volumes if v.medium == "Memory"}
+    for c in (*plan.init_containers, *plan.containers):
+        for m in c.mounts:
+            if m.sub_path and m.name in memory:
+                raise NspodError(f'pod "{plan.name}": container "{c.name}": subPath of an '
+                                 f'emptyDir with medium Memory ("{m.name}") is not supported')
     ports = tuple(portmap.Publish(p.host_port, p.container_port, p.protocol.lower(), p.host_ip)
                   for c in plan.containers for p in c.ports
                   if p.host_port and not plan.host_network)
@@ -190,19 +196,11 @@ def _make_volume(pdir: str, v: Volume) -> str:
 def _mount_in_pod(nsfile: str, target: str, data: str) -> None:
     """A tmpfs at target in the pod's mount namespace: every member's copy of it
     has it, the host never does, and it goes with the namespace."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            fd = os.open(nsfile, os.O_RDONLY | os.O_CLOEXEC)
-            sc.setns(fd, sc.CLONE_NEWNS, "the pod's mount namespace")
-            sc.mount("tmpfs", target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, data)
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    if status != 0:
-        raise NspodError(f"emptyDir {target}: tmpfs in the pod's mount namespace failed")
+    from nspod import spawn
+
+    spawn.in_mount_namespace(
+        nsfile, lambda: sc.mount("tmpfs", target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, data),
+        f"emptyDir {target}: tmpfs in the pod's mount namespace")
 
 
 def _sub_path(base: str, sub: str, directory: bool) -> str:
