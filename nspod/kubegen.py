@@ -174,9 +174,10 @@ def dump(docs: list[dict[str, Any]]) -> str:
 
 
 def describe(rec: dict[str, Any], members: list[dict[str, Any]],
-             kube: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The manifest documents of a pod: record (pod.json), its members (member.ps) and
-    what kube play made it from, if it did."""
+             kube: dict[str, Any] | None,
+             images: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The manifest documents of a pod: record (pod.json), its members (member.ps),
+    what kube play made it from, if it did, and the image each member ran (by name)."""
     if kube is not None:
         pod = kube["pod"]
         known = {c["name"] for c in pod["spec"]["containers"]}
@@ -187,10 +188,11 @@ def describe(rec: dict[str, Any], members: list[dict[str, Any]],
             pod["spec"]["containers"].append({"name": m["name"], "image": PLACEHOLDER_IMAGE,
                                               "command": m["command"]})
         return [*kube.get("configMaps", []), pod]
-    return [_from_record(rec, members)]
+    return [_from_record(rec, members, images or {})]
 
 
-def _from_record(rec: dict[str, Any], members: list[dict[str, Any]]) -> dict[str, Any]:
+def _from_record(rec: dict[str, Any], members: list[dict[str, Any]],
+                 images: dict[str, str]) -> dict[str, Any]:
     from nspod.kubemodel import Mount, Port
 
     spec = rec.get("spec", {})
@@ -206,8 +208,11 @@ def _from_record(rec: dict[str, Any], members: list[dict[str, Any]]) -> dict[str
                        p.get("host_ip") or None) for p in spec.get("ports", []))
     containers = []
     for i, m in enumerate(running):
+        image = images.get(m["name"])
         containers.append(Container(
-            name=_label(m["name"]), image=PLACEHOLDER_IMAGE, command=tuple(m["command"]),
+            name=_label(m["name"]), image=image or PLACEHOLDER_IMAGE,
+            # a stored image: found again where it is, never pulled for :latest
+            image_pull_policy="IfNotPresent" if image else None, command=tuple(m["command"]),
             ports=ports if i == 0 else (), mounts=mounts,
             memory=spec.get("memory") if i == 0 else None,
             cpus=spec.get("cpus") if i == 0 else None,
@@ -229,7 +234,8 @@ def _from_record(rec: dict[str, Any], members: list[dict[str, Any]]) -> dict[str
                    hostname=rec.get("hostname") if rec.get("hostname") != rec["name"] else None,
                    host_network=spec.get("net") == "host", containers=tuple(containers),
                    volumes=volumes)
-    return render(plan, {c.name: root or "/" for c in containers})
+    return render(plan, {c.name: root or "/" for c in containers
+                         if c.image == PLACEHOLDER_IMAGE})
 
 
 def _with(c: Container, **changes: Any) -> Container:

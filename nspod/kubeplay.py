@@ -300,4 +300,25 @@ def generate(root: str, name: str) -> str:
         kube = json.loads(lean.read_text(os.path.join(store.pod_dir(name), KUBE_RECORD)))
     except FileNotFoundError:
         kube = None
-    return dump(describe(rec.to_dict(), members, kube))
+    return dump(describe(rec.to_dict(), members, kube,
+                         _image_names(store.pod_dir(name)) if kube is None else None))
+
+
+def _image_names(pdir: str) -> dict[str, str]:
+    """member -> the name (else the id) of the image it ran, from the member records."""
+    ids: dict[str, str] = {}
+    mdir = os.path.join(pdir, "members")
+    for entry in os.listdir(mdir) if os.path.isdir(mdir) else ():
+        if entry.endswith(".json"):
+            try:
+                rec = json.loads(lean.read_text(os.path.join(mdir, entry)))
+            except (OSError, ValueError):
+                continue
+            if rec.get("image"):
+                ids[entry[:-len(".json")]] = str(rec["image"])
+    if not ids:
+        return {}
+    from nspod import image
+
+    store = image.ImageStore()
+    return {m: (store.names_of(i) or [f"sha256:{i}"])[0] for m, i in ids.items()}

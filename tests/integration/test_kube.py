@@ -546,3 +546,23 @@ def test_security_context_and_host_network_of_a_deployment(pod_env: PodEnv, tmp_
     tracer = wait_for(lambda: logs(pod_env, "locked", "tracer"))
     assert int(tracer.split()[1], 16) & (1 << 19)  # CAP_SYS_PTRACE added
     down(pod_env, tmp_path)
+
+
+def test_generate_names_the_image_a_member_ran(pod_env: PodEnv, tmp_path: Path, busybox: Path):
+    import yaml
+
+    pod_env.create("fromimage", "--net", "none")
+    pod_env.run("join", "-d", "--name", "sleeper", "--image", IMAGE, "fromimage", "--",
+                "sleep", "1000", check=True)
+    gen = pod_env.run("kube", "generate", "fromimage", check=True).stdout
+    (doc,) = yaml.safe_load_all(gen)
+    (c,) = doc["spec"]["containers"]
+    assert (c["name"], c["image"], c["imagePullPolicy"], c["command"]) == (
+        "sleeper", IMAGE, "IfNotPresent", ["sleep", "1000"])
+    assert "annotations" not in doc["metadata"]
+    pod_env.run("rm", "-f", "-t", "0", "fromimage", check=True)
+    (tmp_path / "gen.yaml").write_text(gen)
+    r = pod_env.run("kube", "play", str(tmp_path / "gen.yaml"))
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert ps(pod_env, "fromimage")["sleeper"]["state"] == "running"
+    down(pod_env, tmp_path, "gen.yaml")
