@@ -566,3 +566,33 @@ def test_generate_names_the_image_a_member_ran(pod_env: PodEnv, tmp_path: Path, 
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
     assert ps(pod_env, "fromimage")["sleeper"]["state"] == "running"
     down(pod_env, tmp_path, "gen.yaml")
+
+
+def test_a_killed_play_is_taken_away_by_down(pod_env: PodEnv, tmp_path: Path, busybox: Path):
+    import signal
+
+    text = INIT.replace("HOSTPORT", str(free_port())).replace("test -s", "sleep 60; test -s")
+    path = tmp_path / "m.yaml"
+    path.write_text(text.replace("image: busybox", f"image: {IMAGE}"))
+    proc = pod_env.popen("kube", "play", str(path), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        # killed while it waits for the second init container
+        assert wait_for(lambda: (pod_env.root / "pods/init-demo/members/check.json").exists())
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert pod_env.run("ls", "-q").stdout == "init-demo\n"
+    down(pod_env, tmp_path)
+
+
+def test_playing_twice_leaves_the_first_pod_alone(pod_env: PodEnv, tmp_path: Path,
+                                                 busybox: Path):
+    port = free_port()
+    text = NGINX.replace("HOSTPORT", str(port))
+    assert play(pod_env, text, tmp_path, busybox).returncode == 0
+    r = play(pod_env, text, tmp_path, busybox)
+    assert r.returncode == 125
+    assert r.stderr == 'nspod: pod "nginx" already exists\n'
+    assert fetch(port) == "hello from a configMap"
+    down(pod_env, tmp_path)
