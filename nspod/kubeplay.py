@@ -9,6 +9,8 @@ detached, named after it. Any failure removes every pod this play made.
     ROOT/pods/POD/kube.json        the manifest the pod was played from (down, generate)
     ROOT/pods/POD/volumes/NAME     an emptyDir (medium Memory: a tmpfs mounted
                                    in the pod's mount namespace) or a configMap's files
+    ROOT/pods/POD/subpaths/C-I     container C's mount I with a subPath: what it
+                                   resolved to, bound there in the pod's namespace
 """
 
 from __future__ import annotations
@@ -137,12 +139,6 @@ def _play_pod(store: Store, plan: PodPlan, images: dict[str, str], tls_verify: b
     roots = {c.name: _root_of(plan, c, images, tls_verify)
              for c in (*plan.init_containers, *plan.containers)}
     _check_host_paths(plan)
-    memory = {v.name for v in plan.volumes if v.medium == "Memory"}
-    for c in (*plan.init_containers, *plan.containers):
-        for m in c.mounts:
-            if m.sub_path and m.name in memory:
-                raise NspodError(f'pod "{plan.name}": container "{c.name}": subPath of an '
-                                 f'emptyDir with medium Memory ("{m.name}") is not supported')
     ports = tuple(portmap.Publish(p.host_port, p.container_port, p.protocol.lower(), p.host_ip)
                   for c in plan.containers for p in c.ports
                   if p.host_port and not plan.host_network)
@@ -203,23 +199,47 @@ def _mount_in_pod(nsfile: str, target: str, data: str) -> None:
         f"emptyDir {target}: tmpfs in the pod's mount namespace")
 
 
-def _sub_path(base: str, sub: str, directory: bool) -> str:
-    """base/sub resolved inside base: a symlink a member planted there cannot lead out."""
-    from nspod import rootfs
+def _sub_path(pdir: str, base: str, sub: str, directory: bool, slot: str) -> str:
+    """base/sub, resolved inside base and pinned: the path a member binds from.
 
-    real_base = os.path.realpath(base)
-    top = os.open(real_base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
+    In the pod's mount namespace (where a Memory emptyDir's tmpfs is), sub is
+    resolved from base's top with symlinks followed as if base were `/`, so a
+    symlink a member planted there cannot lead out; what it resolved to is
+    bind-mounted by its fd onto pods/POD/subpaths/SLOT, so swapping a path
+    component afterwards changes nothing (what kubelet does since
+    CVE-2017-1002101). The mount lives in the pod's namespace and goes with it.
+    """
+    import stat
+
+    from nspod import rootfs, spawn
+
+    target = os.path.join(pdir, "subpaths", slot)
+    os.makedirs(os.path.dirname(target), 0o700, exist_ok=True)
+
+    def pin() -> None:
+        # no /proc/self/fd here: the pod's namespace has the pod's /proc, where
+        # this child (in the host's PID namespace) has no entry; so bind from
+        # the resolved directory as cwd (a file: from its resolved parent)
+        top = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         fd = rootfs.resolve_in(top, sub, create="dir" if directory else None)
-        try:
-            real = os.readlink(f"/proc/self/fd/{fd}")
-        finally:
-            os.close(fd)
-    finally:
-        os.close(top)
-    if real != real_base and not real.startswith(real_base + "/"):
-        raise NspodError(f"subPath {sub}: leads out of its volume")
-    return real
+        want = os.fstat(fd)
+        if stat.S_ISDIR(want.st_mode):
+            os.mkdir(target, 0o755)
+            os.fchdir(fd)
+            source = "."
+        else:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+            os.fchdir(rootfs.resolve_in(top, os.path.dirname(sub)))
+            source = os.path.basename(sub)
+        sc.mount(source, target, None, sc.MS_BIND)
+        got = os.stat(target)
+        if (got.st_dev, got.st_ino) != (want.st_dev, want.st_ino):
+            # a path component was swapped between resolving and binding
+            sc.umount2(target, sc.MNT_DETACH)
+            raise NspodError("changed while it was bound: refused")
+
+    spawn.in_mount_namespace(os.path.join(pdir, "ns", "mnt"), pin, f"subPath {sub}")
+    return target
 
 
 def _join(root: str, plan: PodPlan, c: Container, where: Root,
@@ -227,14 +247,15 @@ def _join(root: str, plan: PodPlan, c: Container, where: Root,
     from nspod.rootfs import Volume as Bind
 
     binds = []
-    for m in c.mounts:
+    pdir = os.path.join(root, "pods", plan.name)
+    for i, m in enumerate(c.mounts):
         src = sources[m.name]
         if m.sub_path:
             try:
-                src = _sub_path(src, m.sub_path, kinds[m.name] != "configMap")
-            except OSError as e:
-                raise NspodError(f'pod "{plan.name}": container "{c.name}": subPath '
-                                 f"{m.sub_path}: {os_reason(e)}") from None
+                src = _sub_path(pdir, src, m.sub_path, kinds[m.name] != "configMap",
+                                f"{c.name}-{i}")
+            except NspodError as e:
+                raise NspodError(f'pod "{plan.name}": container "{c.name}": {e}') from None
         binds.append(Bind(src, m.mount_path, m.read_only or kinds[m.name] == "configMap"))
     user = None
     if c.run_as_user is not None or c.run_as_group is not None:

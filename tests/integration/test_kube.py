@@ -163,7 +163,8 @@ spec:
       hostPort: HOSTPORT
     volumeMounts:
     - name: site
-      mountPath: /usr/share/nginx/html
+      mountPath: /usr/share/nginx/html/index.html
+      subPath: index.html
   volumes:
   - name: site
     configMap:
@@ -399,8 +400,9 @@ def test_a_failing_pod_rolls_back_the_pods_before_it(pod_env: PodEnv, tmp_path: 
     assert not _answers(port)
 
 
+@pytest.mark.parametrize("medium", ["", "Memory"])
 def test_a_sub_path_symlink_cannot_reach_the_host(pod_env: PodEnv, tmp_path: Path,
-                                                  busybox: Path):
+                                                  busybox: Path, medium: str):
     """The attack of CVE-2017-1002101: a container plants a symlink in a shared
     volume; another mounts it by subPath. It must stay inside the volume."""
     secret = tmp_path / "secret"
@@ -422,7 +424,7 @@ spec:
     command: [sh, -c, "ls -a /peek; sleep 1000"]
     volumeMounts: [{{name: data, mountPath: /peek, subPath: evil}}]
   volumes:
-  - {{name: data, emptyDir: {{}}}}
+  - {{name: data, emptyDir: {{medium: "{medium}"}}}}
 """
     r = play(pod_env, text, tmp_path, busybox)
     assert r.returncode == 0, r.stderr
