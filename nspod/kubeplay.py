@@ -151,7 +151,13 @@ def _play_pod(store: Store, plan: PodPlan, images: dict[str, str], tls_verify: b
     pod.create(store, spec)
     made.append(plan.name)
     pdir = store.pod_dir(plan.name)
-    lean.write_atomic(os.path.join(pdir, KUBE_RECORD), json.dumps(kube))
+    # root's only: a manifest's env values may be secrets (a member's are, in /proc)
+    fd = os.open(os.path.join(pdir, KUBE_RECORD),
+                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(kube).encode())
+    finally:
+        os.close(fd)
     sources = {v.name: _make_volume(pdir, v) for v in plan.volumes}
     kinds = {v.name: v.kind for v in plan.volumes}
     for c in plan.init_containers:

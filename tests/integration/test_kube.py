@@ -177,6 +177,8 @@ def test_nginx_with_a_host_port(pod_env: PodEnv, tmp_path: Path, busybox: Path):
     r = play(pod_env, NGINX.replace("HOSTPORT", str(port)), tmp_path, busybox)
     assert r.returncode == 0, r.stderr
     assert fetch(port) == "hello from a configMap"
+    # what the pod was played from, env values included, is root's only
+    assert (pod_env.root / "pods/nginx/kube.json").stat().st_mode & 0o777 == 0o600
     assert pod_env.inspect("nginx")["ports"] == [
         {"host_ip": "", "host_port": port, "pod_port": 80, "proto": "tcp"}]
     down(pod_env, tmp_path)
