@@ -600,3 +600,13 @@ def test_playing_twice_leaves_the_first_pod_alone(pod_env: PodEnv, tmp_path: Pat
     assert r.stderr == 'nspod: pod "nginx" already exists\n'
     assert fetch(port) == "hello from a configMap"
     down(pod_env, tmp_path)
+
+
+def test_play_reads_stdin(pod_env: PodEnv, tmp_path: Path, busybox: Path):
+    text = TWO.replace("image: busybox", f"image: {IMAGE}")
+    r = pod_env.run("kube", "play", "-", input=text)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "two-containers\n", "")
+    (tmp_path / "m.yaml").write_text(text)
+    r = pod_env.run("kube", "play", "-", input="kind: Pod\nspec: [\n")
+    assert r.returncode == 2 and r.stderr.startswith("nspod: stdin: malformed YAML: line 3")
+    down(pod_env, tmp_path)
