@@ -23,6 +23,7 @@ import time
 from nspod import image
 from nspod.errors import NspodError, UsageError, os_reason
 from nspod.image import Image, ImageStore
+from nspod.poddir import checkpoint  # NSPOD_KILL_AT=image-copied|image-unpacked
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,14 +31,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
-
-
-def checkpoint(step: str) -> None:
-    """NSPOD_KILL_AT=STEP kills nspod there, NSPOD_FAIL_AT fails (as pod.checkpoint)."""
-    if os.environ.get("NSPOD_FAIL_AT") == step:
-        raise NspodError(f"injected failure at {step}")
-    if os.environ.get("NSPOD_KILL_AT") == step:
-        os.kill(os.getpid(), 9)
 
 
 def _die_with_parent(parent: int) -> None:

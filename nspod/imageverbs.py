@@ -147,18 +147,18 @@ def cmd_inspect(a: Parsed, store: ImageStore) -> int:
 
 
 def cmd_rm(a: Parsed, store: ImageStore) -> int:
-    from nspod import image
+    from nspod import imagerm
 
     for ref in a.ref:
-        for line in image.remove(store, ref, a.force):
+        for line in imagerm.remove(store, ref, a.force):
             print(line)
     return 0
 
 
 def cmd_prune(a: Parsed, store: ImageStore) -> int:
-    from nspod import image
+    from nspod import imagerm
 
-    for line in image.prune(store, a.all):
+    for line in imagerm.prune(store, a.all):
         print(line)
     return 0
 
