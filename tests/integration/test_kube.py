@@ -610,3 +610,31 @@ def test_play_reads_stdin(pod_env: PodEnv, tmp_path: Path, busybox: Path):
     r = pod_env.run("kube", "play", "-", input="kind: Pod\nspec: [\n")
     assert r.returncode == 2 and r.stderr.startswith("nspod: stdin: malformed YAML: line 3")
     down(pod_env, tmp_path)
+
+
+def test_host_path_volumes(pod_env: PodEnv, tmp_path: Path, busybox: Path):
+    shared = tmp_path / "made-by-play"
+    text = f"""\
+apiVersion: v1
+kind: Pod
+metadata: {{name: hostpath}}
+spec:
+  containers:
+  - name: writer
+    image: busybox
+    command: [sh, -c, "echo from the pod > /out/file; sleep 1000"]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+  volumes:
+  - name: out
+    hostPath: {{path: "{shared}", type: DirectoryOrCreate}}
+"""
+    assert play(pod_env, text, tmp_path, busybox).returncode == 0
+    assert wait_for(lambda: (shared / "file").exists())
+    assert (shared / "file").read_text() == "from the pod\n"
+    down(pod_env, tmp_path)
+    missing = text.replace("DirectoryOrCreate", "Directory").replace(str(shared),
+                                                                     str(tmp_path / "absent"))
+    r = play(pod_env, missing, tmp_path, busybox)
+    assert (r.returncode, r.stderr) == (125, f'nspod: pod "hostpath": volume "out": hostPath '
+                                              f"{tmp_path}/absent: no such file or directory\n")
+    nothing_made(pod_env)
