@@ -113,6 +113,9 @@ def _dns_label(doc: _Doc, value: object, path: str) -> str:
 # -- documents ------------------------------------------------------------------------------
 
 
+_API_VERSIONS = {"Pod": "v1", "ConfigMap": "v1", "Deployment": "apps/v1"}
+
+
 def load(text: str, source: str) -> Manifest:
     """Every Pod (and Deployment template) of a YAML stream, checked."""
     import yaml
@@ -134,6 +137,10 @@ def load(text: str, source: str) -> Manifest:
         if not isinstance(d, dict):
             raise UsageError(f"{doc.where}expected a mapping (a Kubernetes object)")
         kind = doc.string(d.get("kind"), "kind", required=True)
+        api = doc.string(d.get("apiVersion"), "apiVersion")
+        want = _API_VERSIONS.get(kind or "")
+        if api is not None and want is not None and api != want:
+            raise doc.fail("apiVersion", f"{api!r}: a {kind} is {want}")
         if kind == "ConfigMap":
             name, data = _config_map(doc, d)
             config_maps[name] = data

@@ -197,6 +197,8 @@ def test_structure_errors():
         "m.yaml: metadata.name: 'Bad_Name' is not a valid name")
     assert error("- a\n- b\n") == "m.yaml: expected a mapping (a Kubernetes object)"
     assert error("kind: Pod\nmetadata: {name: a\n").startswith("m.yaml: malformed YAML: line")
+    assert error("apiVersion: apps/v1\nkind: Pod\nmetadata: {name: a}\n") == (
+        "m.yaml: apiVersion: 'apps/v1': a Pod is v1")
 
 
 def test_unsupported_fields_warn_one_line_each():
