@@ -174,10 +174,11 @@ def dump(docs: list[dict[str, Any]]) -> str:
 
 
 def describe(rec: dict[str, Any], members: list[dict[str, Any]],
-             kube: dict[str, Any] | None,
-             images: dict[str, str] | None = None) -> list[dict[str, Any]]:
+             kube: dict[str, Any] | None, images: dict[str, str] | None = None,
+             facts: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The manifest documents of a pod: record (pod.json), its members (member.ps),
-    what kube play made it from, if it did, and the image each member ran (by name)."""
+    what kube play made it from, if it did; else the image each member ran (by
+    name) and what its process shows (environment, user: kubeplay._process_facts)."""
     if kube is not None:
         pod = kube["pod"]
         known = {c["name"] for c in pod["spec"]["containers"]}
@@ -188,11 +189,11 @@ def describe(rec: dict[str, Any], members: list[dict[str, Any]],
             pod["spec"]["containers"].append({"name": m["name"], "image": PLACEHOLDER_IMAGE,
                                               "command": m["command"]})
         return [*kube.get("configMaps", []), pod]
-    return [_from_record(rec, members, images or {})]
+    return [_from_record(rec, members, images or {}, facts or {})]
 
 
 def _from_record(rec: dict[str, Any], members: list[dict[str, Any]],
-                 images: dict[str, str]) -> dict[str, Any]:
+                 images: dict[str, str], facts: dict[str, dict[str, Any]]) -> dict[str, Any]:
     from nspod.kubemodel import Mount, Port
 
     spec = rec.get("spec", {})
@@ -209,10 +210,16 @@ def _from_record(rec: dict[str, Any], members: list[dict[str, Any]],
     containers = []
     for i, m in enumerate(running):
         image = images.get(m["name"])
+        seen = facts.get(m["name"], {})
         containers.append(Container(
             name=_label(m["name"]), image=image or PLACEHOLDER_IMAGE,
             # a stored image: found again where it is, never pulled for :latest
-            image_pull_policy="IfNotPresent" if image else None, command=tuple(m["command"]),
+            image_pull_policy="IfNotPresent" if image else None,
+            # $ doubled: the command ran as given, and Kubernetes expands $(VAR)
+            command=tuple(a.replace("$", "$$") for a in m["command"]),
+            env=tuple(seen.get("env", ())),
+            run_as_user=seen["uid"] if seen.get("uid") or seen.get("gid") else None,
+            run_as_group=seen["gid"] if seen.get("uid") or seen.get("gid") else None,
             ports=ports if i == 0 else (), mounts=mounts,
             memory=spec.get("memory") if i == 0 else None,
             cpus=spec.get("cpus") if i == 0 else None,

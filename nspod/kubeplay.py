@@ -327,8 +327,36 @@ def generate(root: str, name: str) -> str:
         kube = json.loads(lean.read_text(os.path.join(store.pod_dir(name), KUBE_RECORD)))
     except FileNotFoundError:
         kube = None
-    return dump(describe(rec.to_dict(), members, kube,
-                         _image_names(store.pod_dir(name)) if kube is None else None))
+    if kube is not None:
+        return dump(describe(rec.to_dict(), members, kube))
+    return dump(describe(rec.to_dict(), members, None, _image_names(store.pod_dir(name)),
+                         {m["name"]: _process_facts(m["pid"]) for m in members
+                          if m["state"] == "running"}))
+
+
+# what join sets in every member's environment (member.member_env, security)
+_JOIN_ENV = {"PATH", "HOSTNAME", "HOME", "TERM"}
+
+
+def _process_facts(pid: int) -> dict[str, Any]:
+    """What a running member was given that its record does not hold: the environment
+    it started with (less what join sets itself) and its user and group ids."""
+    facts: dict[str, Any] = {"env": [], "uid": 0, "gid": 0}
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            environ = f.read()
+        with open(f"/proc/{pid}/status") as f:
+            status = f.read()
+    except OSError:
+        return facts
+    for item in environ.split(b"\0"):
+        key, eq, value = item.decode(errors="replace").partition("=")
+        if eq and key not in _JOIN_ENV:
+            facts["env"].append((key, value))
+    for line in status.splitlines():
+        if line.startswith(("Uid:", "Gid:")):
+            facts["uid" if line[0] == "U" else "gid"] = int(line.split()[2])  # effective
+    return facts
 
 
 def _image_names(pdir: str) -> dict[str, str]:

@@ -338,6 +338,8 @@ def test_generate_describes_a_pod_made_by_hand(pod_env: PodEnv, tmp_path: Path, 
                          "NET_RAW")
     pod_env.run("join", "-d", "--name", "web", pod, "--", "httpd", "-f", "-p", "8080", "-h",
                 "/www", check=True)
+    pod_env.run("join", "-d", "--name", "env", "-e", "GREETING=hi $(there)", "-u", "33:100",
+                pod, "--", "sh", "-c", "echo $GREETING; id -u; id -g; sleep 1000", check=True)
     assert fetch(port) == "by hand"
     gen = pod_env.run("kube", "generate", pod, check=True).stdout
     (doc,) = yaml.safe_load_all(gen)
@@ -352,7 +354,9 @@ def test_generate_describes_a_pod_made_by_hand(pod_env: PodEnv, tmp_path: Path, 
     assert (after["ports"], after["limits"]) == (before["ports"], before["limits"])
     assert caps_of(pod_env, pod, "web") == caps  # the pod's --cap-drop, now the container's
     assert fetch(port) == "by hand"
-    assert list(ps(pod_env, pod)) == ["web"]
+    assert list(ps(pod_env, pod)) == ["web", "env"]
+    # -e and -u, read from the running member, carried over; $ kept literal
+    assert wait_for(lambda: logs(pod_env, pod, "env")) == "hi $(there)\n33\n100\n"
     down(pod_env, tmp_path, "gen.yaml")
 
 
