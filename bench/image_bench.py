@@ -46,8 +46,8 @@ def _timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
 
 
 @contextmanager
-def registry() -> Iterator[str]:
-    """A local registry with test/bench:small and test/bench:large; yields 127.0.0.1:PORT."""
+def registry(tags: tuple[str, ...]) -> Iterator[str]:
+    """A local registry with test/bench:TAG for tags of small, large; yields 127.0.0.1:PORT."""
     d = Path(tempfile.mkdtemp(prefix="nspod-bench-registry-"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -69,10 +69,11 @@ def registry() -> Iterator[str]:
         _run("umoci", "init", "--layout", str(layout))
         _run("umoci", "new", "--image", f"{layout}:small")
         _run("umoci", "insert", "--image", f"{layout}:small", str(ROOTFS), "/")
-        stdlib = Path(os.__file__).parent
-        _run("umoci", "insert", "--image", f"{layout}:small", "--tag", "large", str(stdlib),
-             "/usr/lib/python")
-        for tag in ("small", "large"):
+        if "large" in tags:
+            stdlib = Path(os.__file__).parent
+            _run("umoci", "insert", "--image", f"{layout}:small", "--tag", "large", str(stdlib),
+                 "/usr/lib/python")
+        for tag in tags:
             _run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:{tag}",
                  f"docker://127.0.0.1:{port}/test/bench:{tag}")
         yield f"127.0.0.1:{port}"
@@ -95,8 +96,9 @@ def bench_images(nspod: str, env: dict[str, str], runs: int, use_podman: bool,
         out[key] = statistics.median(times)
 
     try:
-        with registry() as host:
-            for tag in ("small", "large") if runs >= 5 else ("small",):  # --quick: small
+        tags = ("small", "large") if runs >= 5 else ("small",)  # --quick: small only
+        with registry(tags) as host:
+            for tag in tags:
                 ref = f"{host}/test/bench:{tag}"
                 fns: dict[str, Callable[[], float]] = {
                     f"image_pull_{tag}_ms": lambda ref=ref: _pull_nspod(nspod, env, ref)}
@@ -199,6 +201,10 @@ def targets(r: dict[str, float]) -> dict[str, dict[str, object]]:
 
 
 if __name__ == "__main__":  # a quick look without the whole bench: sudo python bench/image_bench.py
+    import bench  # podman as the whole bench runs it (runc, rlimits)
+
+    if shutil.which("podman"):
+        bench.podman_env()
     nsp = str(REPO / ".venv" / "bin" / "nspod")
     root = tempfile.mkdtemp(prefix="nspod-bench-", dir="/run")
     e = dict(os.environ, NSPOD_ROOT=root)

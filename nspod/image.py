@@ -440,11 +440,17 @@ class Overlay:
         return ov
 
     def mount(self) -> None:
-        """Mounts it at merged; in the member's own mount namespace (nothing on the host)."""
+        """Mounts it at merged; in the member's own mount namespace (nothing on the host).
+
+        volatile: the upper is scratch, so umount skips syncing it. The image is
+        hostile: overlay's own xattrs in it (trusted.overlay.redirect, metacopy)
+        are never followed (overlayfs.rst).
+        """
         from nspod import syscalls as sc
 
         try:
             sc.mount("overlay", self.merged, "overlay", sc.MS_NODEV,
-                     f"lowerdir={self.lower},upperdir={self.upper},workdir={self.work},volatile")
+                     f"lowerdir={self.lower},upperdir={self.upper},workdir={self.work},"
+                     "volatile,redirect_dir=nofollow,metacopy=off")
         except OSError as e:
             raise NspodError(f"overlay root {self.merged}: {os_reason(e)}") from e

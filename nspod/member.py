@@ -116,7 +116,9 @@ def _image_of(pod: Pod, spec: JoinSpec) -> Any:
 
     store = image.ImageStore()
     if spec.image is not None:
-        image_id = image.ensure(store, spec.image, image.check_policy(spec.pull)).id
+        image_id = store.resolve(spec.image) if spec.pull == "missing" else None
+        if image_id is None:  # not stored, or the policy says pull (or never)
+            image_id = image.ensure(store, spec.image, image.check_policy(spec.pull)).id
     assert image_id is not None
     return store.use(image_id, pod.dir)
 

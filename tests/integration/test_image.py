@@ -119,6 +119,10 @@ def test_pull_from_a_registry_and_run_the_images_own_command(pod_env: PodEnv,
     table = pod_env.run("image", "ls", check=True).stdout.splitlines()
     assert table[0].split() == ["NAME", "TAG", "ID", "CREATED", "SIZE"]
     assert table[1].split()[:2] == [f"{registry.host}/test/bb", "app"]
+    info = json.loads(pod_env.run("image", "inspect", "test/bb:app", check=True).stdout)[0]
+    assert info["names"] == [registry.ref("app")] and info["digest"].startswith("sha256:")
+    assert len(info["layers"]) == 3  # the rootfs, the whiteout, the added file
+    assert info["config"]["config"]["Env"] == ["GREETING=hello", "PATH=/bin:/sbin"]
     pod_env.create("p", "--net", "none")
     # no command: Entrypoint + Cmd, as user www, in WorkingDir (made), with Env;
     # the second layer's whiteout deleted /etc/os-release and added /etc/added
