@@ -258,17 +258,55 @@ def _oci_ref_name(ref: str, path: str) -> str:
 
 
 def load(store: ImageStore, path: str) -> list[tuple[Image, list[str]]]:
-    """Stores every image of a `docker save` / `podman save` archive (either format)."""
+    """Stores every image of a `docker save` / `podman save` archive (either format,
+    plain or compressed: `docker save | gzip` is common, and skopeo reads only tar)."""
     path = os.path.abspath(path)
-    entries = _archive_entries(path)
-    if not entries:
-        raise NspodError(f"image load {path}: the archive holds no image")
-    out = []
-    for source, names in entries:
-        with _staging(store) as stage:
-            _copy(stage, source, f"image load {path}")
-            out.append((_install(store, stage, names, source), names))
-    return out
+    with _staging(store) as unpacked:
+        opener = _decompressor(path)
+        if opener is not None:
+            plain = os.path.join(unpacked, os.path.basename(path).rsplit(".", 1)[0])
+            try:
+                with opener(path, "rb") as src, open(plain, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+            except (OSError, EOFError, ValueError):
+                raise NspodError(f"image load {path}: not a tar archive") from None
+        else:
+            plain = path
+        entries = _archive_entries(plain)
+        if not entries:
+            raise NspodError(f"image load {path}: the archive holds no image")
+        out: list[tuple[Image, list[str]]] = []
+        for source, names in entries:
+            with _staging(store) as stage:
+                _copy(stage, source, f"image load {path}")
+                out.append((_install(store, stage, names, source), names))
+        return out
+
+
+def _decompressor(path: str) -> Any:
+    """gzip.open, lzma.open or bz2.open for a compressed file, else None."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except FileNotFoundError:
+        raise NspodError(f"image load {path}: no such file") from None
+    except IsADirectoryError:
+        raise NspodError(f"image load {path}: a directory (pull oci:DIR for an OCI layout)")\
+            from None
+    if magic.startswith(b"\x1f\x8b"):
+        import gzip
+
+        return gzip.open
+    if magic.startswith(b"\xfd7zXZ"):
+        import lzma
+
+        return lzma.open
+    if magic.startswith(b"BZh"):
+        import bz2
+
+        return bz2.open
+    return None
 
 
 # -- import -----------------------------------------------------------------------------

@@ -194,10 +194,13 @@ def test_image_rm_force_and_a_pod_whose_image_went(pod_env: PodEnv, registry: Re
 
 
 def _archive_roundtrip(e: PodEnv, registry: Registry, transport: str, name: str,
-                       tmp: Path) -> None:
+                       tmp: Path, gzip: bool = False) -> None:
     archive = tmp / f"saved-{transport}.tar"
     _run("skopeo", "copy", "--quiet", f"oci:{registry.layout}:app",
          f"{transport}:{archive}:{name}")
+    if gzip:  # docker save | gzip > FILE
+        _run("gzip", str(archive))
+        archive = archive.with_suffix(".tar.gz")
     r = e.run("image", "load", str(archive))
     assert r.returncode == 0, r.stderr
     assert [i["names"] for i in image_ls(e)] == [[name]]
@@ -208,6 +211,12 @@ def _archive_roundtrip(e: PodEnv, registry: Registry, transport: str, name: str,
 
 def test_load_a_docker_archive(pod_env: PodEnv, registry: Registry, tmp_path: Path) -> None:
     _archive_roundtrip(pod_env, registry, "docker-archive", "localhost/test/saved:v1", tmp_path)
+
+
+def test_load_a_gzipped_docker_archive(pod_env: PodEnv, registry: Registry,
+                                       tmp_path: Path) -> None:
+    _archive_roundtrip(pod_env, registry, "docker-archive", "localhost/test/saved:gz", tmp_path,
+                       gzip=True)
 
 
 def test_load_an_oci_archive(pod_env: PodEnv, registry: Registry, tmp_path: Path) -> None:
