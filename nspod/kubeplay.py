@@ -318,11 +318,11 @@ def down(root: str, manifest: Manifest, timeout: float) -> tuple[list[str], list
 
 
 def generate(root: str, name: str) -> str:
-    from nspod import gc
+    from nspod import gc, memberctl
 
     store = Store(root)
     rec = gc.get(store, name)
-    members: list[dict[str, Any]] = member.ps(root, name)
+    members: list[dict[str, Any]] = memberctl.ps(root, name)
     try:
         kube = json.loads(lean.read_text(os.path.join(store.pod_dir(name), KUBE_RECORD)))
     except FileNotFoundError:

@@ -372,7 +372,10 @@ def in_mount_namespace(nsfile: str, action: Callable[[], None], what: str) -> No
             action()
             code = 0
         except BaseException as e:  # noqa: BLE001 - reported to the parent, then exit
-            _report(w, b"E", _why(e))
+            try:
+                os.write(w, why(e).encode()[:400])
+            except OSError:
+                pass
         finally:
             os._exit(code)
     os.close(w)
@@ -382,4 +385,4 @@ def in_mount_namespace(nsfile: str, action: Callable[[], None], what: str) -> No
         os.close(r)
     _, status = os.waitpid(pid, 0)
     if status != 0:
-        raise NspodError(f"{what}: {message[1:] or 'failed'}")
+        raise NspodError(f"{what}: {message or 'failed'}")
