@@ -423,7 +423,9 @@ class Overlay:
         self.lower = lower
         self.upper = os.path.join(base, "upper")
         self.work = os.path.join(base, "work")
-        self.merged = os.path.join(base, "root")
+        # mounted over base itself: the member's root hides upper and work, and a
+        # join makes one directory fewer
+        self.merged = base
         for p in (lower, base):
             if any(ch in p for ch in ",:\\"):
                 raise NspodError(f"overlay {p}: a path with ',', ':' or '\\' cannot be used")
@@ -431,11 +433,13 @@ class Overlay:
     @classmethod
     def make(cls, lower: str, base: str) -> Overlay:
         """Fresh, empty dirs at base (an old member's of that name are removed)."""
-        if os.path.lexists(base):
-            remove_tree(base)
         ov = cls(lower, base)
-        os.mkdir(base, 0o700)
-        for d in (ov.upper, ov.work, ov.merged):
+        try:
+            os.mkdir(base, 0o755)
+        except FileExistsError:
+            remove_tree(base)
+            os.mkdir(base, 0o755)
+        for d in (ov.upper, ov.work):
             os.mkdir(d, 0o755)
         return ov
 

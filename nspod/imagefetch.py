@@ -130,6 +130,7 @@ def _install(store: ImageStore, stage: str, names: list[str], source: str) -> Im
     os.mkdir(new, 0o700)
     rootfs = os.path.join(new, "rootfs")
     _tool(f"unpack {source}", ["umoci", "raw", "unpack", "--image", f"{layout}:img", rootfs])
+    _mount_points(rootfs)
     checkpoint("image-unpacked")
     rec = {
         "id": image_id,
@@ -157,6 +158,27 @@ def _install(store: ImageStore, stage: str, names: list[str], source: str) -> Im
         for n in names:
             store.set_name(n, image_id)
     return store.load(image_id)
+
+
+# What every member's root gets mounted over (rootfs.enter): made once in the
+# image, as docker's init layer does, so a join writes none of it into its
+# upper layer.
+MOUNT_DIRS = ("proc", "sys", "dev", "etc", "tmp", "run")
+MOUNT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+
+
+def _mount_points(rootfs: str) -> None:
+    """Makes the mount points members need where the image lacks them, inside it
+    (a symlink in the image is followed as if rootfs were /)."""
+    from nspod.rootfs import resolve_in
+
+    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for path, kind in [(d, "dir") for d in MOUNT_DIRS] + [(f, "file") for f in MOUNT_FILES]:
+            with contextlib.suppress(OSError):  # a file where a dir should be: enter says so
+                os.close(resolve_in(root_fd, path, create=kind))
+    finally:
+        os.close(root_fd)
 
 
 def _copy(stage: str, source: str, what: str, tls_verify: bool = True) -> None:
