@@ -83,8 +83,8 @@ def cmd_join(a: Parsed, root: str | None) -> int:
     spec = member.JoinSpec(pod=a.pod, argv=a.command, env=dict(a.env), cwd=a.workdir,
                            detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,
                            security=_security(a), user=a.user, rootfs=a.rootfs,
-                           volumes=tuple(a.volume), read_only=a.read_only, image=a.image,
-                           pull=a.pull)
+                           volumes=tuple(a.volume), read_only=a.read_only,
+                           mix_roots=a.mix_roots, image=a.image, pull=a.pull)
     if a.image and a.rootfs:
         raise UsageError("join: --image and --rootfs do not go together")
     name, code = member.join(state_root(root), spec)
