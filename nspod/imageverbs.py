@@ -29,10 +29,10 @@ def _bool(value: str) -> bool:
     raise ValueError(f"{value!r} is not true or false")
 
 
-IMAGE_VERBS = {
-    v.name: v
+IMAGE_VERBS = {  # named "image VERB": usage and errors say `nspod image pull ...`
+    v.name.split()[1]: v
     for v in (
-        Verb("pull", "Fetch an image from a registry (or an OCI layout) and unpack it.",
+        Verb("image pull", "Fetch an image from a registry (or an OCI layout) and unpack it.",
              ("REF",),
              (Opt(("--tls-verify",), "tls_verify", "require HTTPS and a valid certificate "
                   "(default true; false for a plain-HTTP registry)", "BOOL", default=True,
@@ -42,19 +42,20 @@ IMAGE_VERBS = {
              "default docker.io), docker://NAME, oci:DIR[:TAG]. Credentials come from the\n"
              "usual auth.json / ~/.docker/config.json (skopeo login).\n" + STORAGE + "\n"
              + CODES),
-        Verb("load", "Store the images of a docker save / podman save archive (either format).",
+        Verb("image load", "Store the images of a docker save / podman save archive (either "
+             "format).",
              ("FILE",), (), details=CODES),
-        Verb("import", "Make an image of a root filesystem tarball (docker export, tar -c).",
+        Verb("image import", "Make an image of a root filesystem tarball (docker export, tar -c).",
              ("TARBALL", "NAME"), (), details=CODES),
-        Verb("ls", "List stored images: name, tag, id, created, size.", (),
+        Verb("image ls", "List stored images: name, tag, id, created, size.", (),
              (Opt(("-q", "--quiet"), "quiet", "print ids only"),
               Opt(("--json",), "json", "print JSON")), details=CODES),
-        Verb("inspect", "Print images' config, layers and digest as JSON.", ("REF...",), (),
+        Verb("image inspect", "Print images' config, layers and digest as JSON.", ("REF...",), (),
              details=CODES),
-        Verb("rm", "Remove images (a name the image has others of is only untagged).",
+        Verb("image rm", "Remove images (a name the image has others of is only untagged).",
              ("REF...",), (Opt(("-f", "--force"), "force", "remove even while pods use it"),),
              details="Refused while a pod that ran the image exists, unless -f.\n" + CODES),
-        Verb("prune", "Remove images no name points to, and what failed pulls left.", (),
+        Verb("image prune", "Remove images no name points to, and what failed pulls left.", (),
              (Opt(("-a", "--all"), "all", "every image no pod uses"),), details=CODES),
     )
 }
@@ -171,7 +172,7 @@ SUMMARY = "Pull, load, import, list, inspect and remove images."
 
 
 def help_text() -> str:
-    verbs = "\n".join(f"  {v.name:<10} {v.summary}" for v in IMAGE_VERBS.values())
+    verbs = "\n".join(f"  {n:<10} {v.summary}" for n, v in IMAGE_VERBS.items())
     return (f"usage: nspod image VERB [OPTIONS] ...\n\n{SUMMARY}\n\nverbs:\n{verbs}\n\n"
             f"{STORAGE}\nRun 'nspod image VERB --help' for a verb's options.\n{CODES}")
 
@@ -187,7 +188,7 @@ def run(args: list[str]) -> int:
         raise UsageError(f"image: unknown verb {name!r} (see nspod image --help)")
     parsed = parse(verb, args)
     if parsed.help:
-        print(usage(verb).replace("nspod ", "nspod image ", 1))
+        print(usage(verb))
         return 0
     from nspod.image import ImageStore
 

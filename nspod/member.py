@@ -65,8 +65,8 @@ def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
 
 class JoinSpec:
     __slots__ = ("pod", "argv", "env", "cwd", "detach", "name", "tty", "interactive",
-                 "security", "user", "rootfs", "volumes", "read_only", "mix_roots", "image",
-                 "pull")
+                 "security", "user", "rootfs", "volumes", "read_only", "mix_roots",
+                 "seccomp", "image", "pull")
 
     def __init__(
         self,
@@ -84,6 +84,7 @@ class JoinSpec:
         volumes: Sequence[Any] = (),  # rootfs.Volume, added to the pod's
         read_only: bool = False,
         mix_roots: bool = False,  # rootfs members and members on the host's files together
+        seccomp: str | None = None,  # "unconfined" or a profile's path; None: the pod's
         image: str | None = None,  # run in an overlay of this image (overrides the pod's)
         pull: str = "missing",  # when to pull image: always | missing | never
     ) -> None:
@@ -101,6 +102,7 @@ class JoinSpec:
         self.volumes = volumes
         self.read_only = read_only
         self.mix_roots = mix_roots
+        self.seccomp = seccomp
         self.image = image
         self.pull = pull
 
@@ -213,7 +215,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 os.close(logs)
         if spec.tty:
             master, slave = os.openpty()
-        prepare, cgroup_fds, enter_cgroup = _prepare(pod, spec, overlay)
+        prepare, cgroup_fds, enter_cgroup, seccomp = _prepare(pod, spec, overlay)
         mspec = spawn.MemberSpec(
             argv=spec.argv,
             env=member_env(spec.env, pod.rec.get("hostname", pod.name)),
@@ -224,6 +226,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             log_fd=log_fd,
             tty=slave,
             logger_prepare=enter_cgroup,
+            seccomp=seccomp,
         )
         terminal = None
         if spec.tty:
@@ -281,15 +284,17 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             os.close(master)
 
 
-def _prepare(pod: Pod, spec: JoinSpec, overlay: Any = None
-             ) -> tuple[Callable[[], dict[str, str]], list[int], Callable[[], None]]:
+def _prepare(pod: Pod, spec: JoinSpec, overlay: Any = None) -> tuple[
+        Callable[[], dict[str, str]], list[int], Callable[[], None], tuple[int, bytes] | None]:
     """The member's setup before exec, run in it (in its own mount namespace).
 
     Order matters: join the pod's cgroup first (through fds opened here, in the
     host's mounts), then the filesystem, then /proc masks, user and
     capabilities last, since they take away the rights the steps before need.
+    The seccomp filter (compiled here, or read from the pod's cache) comes
+    after all of them: spawn loads it just before exec.
     """
-    from nspod import cgroups, etcfiles, mixing, rootfs, security
+    from nspod import cgroups, etcfiles, mixing, rootfs, seccomp, security
 
     pod_spec = pod.rec.get("spec", {})
     etc = pod.path("etc")
@@ -306,6 +311,8 @@ def _prepare(pod: Pod, spec: JoinSpec, overlay: Any = None
     read_only = spec.read_only or bool(pod_spec.get("read_only"))
     policy = security.resolve(security.SecurityOpts.from_spec(pod_spec),
                               spec.security or security.SecurityOpts(), spec.user)
+    bpf = seccomp.member_filter(pod.dir, pod_spec.get("seccomp"), spec.seccomp,
+                                policy.caps, policy.privileged)
     cgroup_fds = cgroups.open_procs(pod_spec.get("cgroups", []))
     explicit = spec.env
 
@@ -337,7 +344,7 @@ def _prepare(pod: Pod, spec: JoinSpec, overlay: Any = None
         env = security.apply_security(policy, "/")
         return {k: v for k, v in env.items() if k not in explicit}  # -e wins
 
-    return prepare, cgroup_fds, enter_cgroup
+    return prepare, cgroup_fds, enter_cgroup, bpf
 
 
 def _create(path: str, mode: int, dir_fd: int | None = None) -> int:

@@ -45,7 +45,7 @@ def why(e: BaseException) -> str:
 
 class MemberSpec:
     __slots__ = ("argv", "env", "cwd", "ns", "prepare", "detach", "log_fd", "tty",
-                 "logger_prepare")
+                 "logger_prepare", "seccomp")
 
     def __init__(
         self,
@@ -60,6 +60,8 @@ class MemberSpec:
         log_fd: int = -1,  # the log file, for detach
         tty: int = -1,  # a pty slave to be P's terminal and stdio
         logger_prepare: Callable[[], None] | None = None,  # in the logger before exec (cgroup)
+        # (seccomp(2) flags, BPF), loaded last, just before exec; None: unconfined
+        seccomp: tuple[int, bytes] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.env = env
@@ -70,6 +72,7 @@ class MemberSpec:
         self.log_fd = log_fd
         self.tty = tty
         self.logger_prepare = logger_prepare
+        self.seccomp = seccomp
 
 
 class Member:
@@ -264,6 +267,10 @@ def _member_child(
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        if spec.seccomp is not None:
+            # last, after no_new_privs (prepare): nothing of nspod's own is filtered
+            what = "load the seccomp filter"
+            sc.seccomp_load(spec.seccomp[1], spec.seccomp[0])
         what = spec.argv[0]
         _exec(spec.argv, env)
     except OSError as e:

@@ -25,8 +25,10 @@ VERBS = (
                 "H"),
             Opt(("--memory",), "memory", "memory limit of the pod, no swap (e.g. 64M, 1g)",
                 "SIZE", convert=o.memory),
-            Opt(("--pids",), "pids", "most processes the pod may have at once", "N",
-                convert=o.pids),
+            Opt(("--pids",), "pids", "most processes the pod may have at once (default 2048; "
+                "0 or -1: unlimited)", "N", convert=o.pids),
+            Opt(("--shm-size",), "shm_size", "size of the pod's /dev/shm (default 64M)", "SIZE",
+                convert=o.size),
             Opt(("--cpus",), "cpus", "CPU time the pod may use, in CPUs (e.g. 0.5)", "X",
                 convert=o.cpus),
             Opt(("--net",), "net", "bridge (default): own address on the bridge; none: only lo;"
@@ -45,8 +47,8 @@ VERBS = (
         details="Prints the pod's name (one is generated when none is given).\n"
         "Environment: NSPOD_BRIDGE (nspod0), NSPOD_SUBNET (10.88.0.0/16),\n"
         "NSPOD_NFT_TABLE (nspod).\n"
-        "--rootfs, --image, -v, --read-only, --cap-add, --cap-drop and --privileged are\n"
-        "defaults for every join into the pod.\n"
+        "--rootfs, --image, -v, --read-only, --cap-add, --cap-drop, --privileged and\n"
+        "--security-opt are defaults for every join into the pod.\n"
         + o.SECURITY_HELP + "\n" + o.EXIT_CODES,
         run=h.cmd_create,
     ),

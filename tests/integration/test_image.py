@@ -1,11 +1,13 @@
 """Issue 15: images pulled from a real registry (Debian's docker-registry on 127.0.0.1),
 loaded, imported, and run as members on an overlay root of their own."""
 
+import io
 import json
 import shutil
 import signal
 import socket
 import subprocess
+import tarfile
 import time
 import urllib.request
 import uuid
@@ -18,6 +20,7 @@ from conftest import NSPOD, ROOTFS, PodEnv, is_root
 
 pytestmark = pytest.mark.root
 
+ESCAPE = f"nspod-escape-{uuid.uuid4().hex[:8]}"  # what a hostile layer tries to write on the host
 APP_SCRIPT = ("echo $GREETING; id -u; pwd; test -e /etc/os-release || echo whiteout-ok; "
               "cat /etc/added")
 
@@ -60,6 +63,25 @@ def _build(d: Path) -> Path:
     (d / "evil" / "resolv.conf").symlink_to("../../../../../../../tmp/nspod-evil/secret")
     _run("umoci", "insert", "--image", f"{layout}:base", "--tag", "evil",
          str(d / "evil" / "resolv.conf"), "/etc/resolv.conf")
+    # a layer of entries aimed out of the root: ../, an absolute path, and a file
+    # under a symlink to the host's /tmp that an earlier entry of the layer made
+    with tarfile.open(d / "tarbomb.tar", "w") as t:
+        for name in (f"../../../../../tmp/{ESCAPE}-dotdot", f"/tmp/{ESCAPE}-abs"):
+            ti = tarfile.TarInfo(name)
+            ti.size = 4
+            t.addfile(ti, io.BytesIO(b"out\n"))
+        link = tarfile.TarInfo("out")
+        link.type, link.linkname = tarfile.SYMTYPE, "/tmp"
+        t.addfile(link)
+        ti = tarfile.TarInfo(f"out/{ESCAPE}-symlink")
+        ti.size = 4
+        t.addfile(ti, io.BytesIO(b"out\n"))
+        dev = tarfile.TarInfo("hostdev")  # a device node: 1:5 is /dev/zero
+        dev.type, dev.devmajor, dev.devminor, dev.mode = tarfile.CHRTYPE, 1, 5, 0o666
+        t.addfile(dev)
+    _run("umoci", "insert", "--image", f"{layout}:base", "--tag", "tarbomb", "--no-history",
+         str(d / "added"), "/etc/added")
+    _run("umoci", "raw", "add-layer", "--image", f"{layout}:tarbomb", str(d / "tarbomb.tar"))
     return layout
 
 
@@ -89,7 +111,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         else:
             pytest.fail(f"docker-registry did not answer: {(d / 'registry.log').read_text()}")
         reg = Registry(f"127.0.0.1:{port}", _build(d))
-        for tag in ("base", "app", "evil"):
+        for tag in ("base", "app", "evil", "tarbomb"):
             _run("skopeo", "copy", "--quiet", "--dest-tls-verify=false",
                  f"oci:{reg.layout}:{tag}", f"docker://{reg.ref(tag)}")
         yield reg
@@ -319,3 +341,18 @@ def test_a_symlink_in_the_image_never_reaches_the_host(pod_env: PodEnv,
         assert secret.read_text() == token + "\n"
     finally:
         shutil.rmtree(marker, ignore_errors=True)
+
+
+def test_a_layer_aimed_out_of_the_root_stays_in_it(pod_env: PodEnv, registry: Registry) -> None:
+    r = pull(pod_env, registry.ref("tarbomb"))
+    assert r.returncode == 0, r.stderr
+    assert list(Path("/tmp").glob(f"{ESCAPE}*")) == []
+    assert not list((pod_env.root / "storage" / "images").glob(f"tmp/{ESCAPE}*"))
+    pod_env.create("p", "--net", "none")
+    r = pod_env.run("join", "--image", registry.ref("tarbomb"), "p", "--", "ls", "/tmp")
+    assert sorted(r.stdout.split()) == sorted(f"{ESCAPE}-{k}" for k in ("abs", "dotdot",
+                                                                       "symlink")), r.stderr
+    # the image's device node is there, and cannot be opened (nodev)
+    r = pod_env.run("join", "--image", registry.ref("tarbomb"), "p", "--", "sh", "-c",
+                    "ls -l /hostdev; head -c 4 /hostdev | wc -c")
+    assert r.stdout.startswith("c") and "Permission denied" in r.stderr, r.stdout + r.stderr
