@@ -281,7 +281,7 @@ def test_resource_limits_are_summed_into_the_pod_and_enforced(
     r = play(pod_env, LIMITS, tmp_path, busybox)
     assert r.returncode == 0, r.stderr
     limits = pod_env.inspect("memory-demo")["limits"]
-    assert limits == {"memory": 64 << 20, "pids": None, "cpus": 1.5}
+    assert (limits["memory"], limits["cpus"]) == (64 << 20, 1.5)
     hog = wait_for(lambda: ps(pod_env, "memory-demo")["hog"]["state"] != "running")
     assert hog
     states = {n: m["state"] for n, m in ps(pod_env, "memory-demo").items()}
