@@ -73,6 +73,10 @@ def _container(c: Container) -> dict[str, Any]:
         sec["readOnlyRootFilesystem"] = True
     if c.allow_privilege_escalation is not None:
         sec["allowPrivilegeEscalation"] = c.allow_privilege_escalation
+    if c.seccomp == "unconfined":
+        sec["seccompProfile"] = {"type": "Unconfined"}
+    elif c.seccomp is not None:
+        sec["seccompProfile"] = {"type": "Localhost", "localhostProfile": c.seccomp}
     caps: dict[str, list[str]] = {}
     if c.cap_add:
         caps["add"] = list(c.cap_add)

@@ -48,6 +48,7 @@ class Container:
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     allow_privilege_escalation: bool | None = None
+    seccomp: str | None = None  # None: RuntimeDefault; "unconfined"; a profile's path
 
     def argv(self) -> list[str]:
         """command + args with $(VAR) references expanded from env, as the kubelet does."""

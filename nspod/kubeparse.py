@@ -356,7 +356,7 @@ def _security(doc: _Doc, value: object, at: str) -> dict[str, Any]:
 
     s = doc.mapping(value, at)
     doc.leftovers(s, at, {"runAsUser", "runAsGroup", "privileged", "readOnlyRootFilesystem",
-                          "capabilities", "allowPrivilegeEscalation"})
+                          "capabilities", "allowPrivilegeEscalation", "seccompProfile"})
     caps = doc.mapping(s.get("capabilities"), f"{at}.capabilities")
     doc.leftovers(caps, f"{at}.capabilities", {"add", "drop"})
     out: dict[str, Any] = {}
@@ -376,7 +376,26 @@ def _security(doc: _Doc, value: object, at: str) -> dict[str, Any]:
         doc.warn(f"{at}.allowPrivilegeEscalation",
                  "true: nspod always sets no_new_privs unless privileged")
     out["allow_privilege_escalation"] = ape
+    out["seccomp"] = _seccomp(doc, s.get("seccompProfile"), f"{at}.seccompProfile")
     return out
+
+
+def _seccomp(doc: _Doc, value: object, at: str) -> str | None:
+    """seccompProfile: RuntimeDefault (nspod's default filter), Unconfined, or Localhost
+    with an absolute localhostProfile (nspod has no kubelet seccomp directory)."""
+    p = doc.mapping(value, at)
+    doc.leftovers(p, at, {"type", "localhostProfile"})
+    kind = doc.string(p.get("type"), f"{at}.type", required=bool(p))
+    path = doc.string(p.get("localhostProfile"), f"{at}.localhostProfile")
+    if kind in (None, "RuntimeDefault"):
+        return None
+    if kind == "Unconfined":
+        return "unconfined"
+    if kind != "Localhost":
+        raise doc.fail(f"{at}.type", f"{kind!r} is not RuntimeDefault, Unconfined or Localhost")
+    if path is None or not path.startswith("/"):
+        raise doc.fail(f"{at}.localhostProfile", "expected an absolute path")
+    return path
 
 
 _HOST_PATH_TYPES = ("", "Directory", "DirectoryOrCreate", "File", "FileOrCreate")

@@ -272,7 +272,8 @@ def _join(root: str, plan: PodPlan, c: Container, where: Root,
                            detach=True, name=c.name,
                            security=SecurityOpts(c.cap_add, c.cap_drop, c.privileged),
                            user=user, rootfs=where.rootfs, volumes=tuple(binds),
-                           read_only=c.read_only_root, image=where.image, pull="never")
+                           read_only=c.read_only_root, image=where.image, pull="never",
+                           seccomp=c.seccomp)
     member.join(root, spec)
 
 

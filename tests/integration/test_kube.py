@@ -526,7 +526,7 @@ spec:
       - name: locked
         image: busybox
         command: [sh, -c, "id -u; id -g; touch /x 2>/dev/null && echo rw || echo ro;
-          grep CapEff /proc/self/status; sleep 1000"]
+          grep CapEff /proc/self/status; grep Seccomp: /proc/self/status; sleep 1000"]
         securityContext:
           runAsUser: 33
           runAsGroup: 33
@@ -535,9 +535,11 @@ spec:
           capabilities: {drop: [ALL]}
       - name: tracer
         image: busybox
-        command: [sh, -c, "grep CapEff /proc/self/status; sleep 1000"]
+        command: [sh, -c, "grep CapEff /proc/self/status; grep Seccomp: /proc/self/status;
+          sleep 1000"]
         securityContext:
           capabilities: {add: [SYS_PTRACE]}
+          seccompProfile: {type: Unconfined}
 """
 
 
@@ -546,13 +548,16 @@ def test_security_context_and_host_network_of_a_deployment(pod_env: PodEnv, tmp_
     r = play(pod_env, SECURITY, tmp_path, busybox)
     assert (r.returncode, r.stdout, r.stderr) == (0, "locked\n", "")
     assert pod_env.inspect("locked")["net"] == "host"
-    out = wait_for(lambda: len(logs(pod_env, "locked", "locked").split("\n")) >= 4 and
+    out = wait_for(lambda: len(logs(pod_env, "locked", "locked").split("\n")) >= 5 and
                    logs(pod_env, "locked", "locked"))
     lines = out.split("\n")
     assert lines[:3] == ["33", "33", "ro"]
     assert int(lines[3].split()[1], 16) == 0  # no capability left
-    tracer = wait_for(lambda: logs(pod_env, "locked", "tracer"))
-    assert int(tracer.split()[1], 16) & (1 << 19)  # CAP_SYS_PTRACE added
+    assert lines[4].split() == ["Seccomp:", "2"]  # RuntimeDefault: nspod's default filter
+    tracer = wait_for(lambda: len(logs(pod_env, "locked", "tracer").split("\n")) >= 2 and
+                      logs(pod_env, "locked", "tracer")).split("\n")
+    assert int(tracer[0].split()[1], 16) & (1 << 19)  # CAP_SYS_PTRACE added
+    assert tracer[1].split() == ["Seccomp:", "0"]  # seccompProfile: Unconfined
     down(pod_env, tmp_path)
 
 

@@ -85,6 +85,7 @@ spec:
     image: busybox
     command: [sleep, "1000"]
     resources: {limits: {memory: 8Mi, cpu: "1"}}
+    securityContext: {seccompProfile: {type: Localhost, localhostProfile: /etc/p.json}}
   volumes:
   - name: work
     emptyDir: {medium: Memory, sizeLimit: 8Mi}
@@ -136,6 +137,7 @@ def test_every_supported_field():
     assert (work.medium, work.size_limit) == ("Memory", 8 << 20)
     assert dict(conf.files) == {"index.html": "hello", "app.conf": "port=80\n"}
     assert (host.path, host.path_type) == ("/srv/data", "DirectoryOrCreate")
+    assert (app.seccomp, side.seccomp) == (None, "/etc/p.json")
     # summed into the pod's cgroup, at least the largest init container's
     assert pod.memory() == 64 << 20
     assert pod.cpus() == 1.5
@@ -176,6 +178,9 @@ def test_limits_sum_only_when_every_container_has_one():
     (("subPath: sub/dir", "subPath: ../../etc"),
      "full.yaml (document 2): spec.containers[0].volumeMounts[2].subPath: '../../etc' must "
      "be a relative path without '..'"),
+    (("type: Localhost, localhostProfile: /etc/p.json", "type: Localhost, localhostProfile: p"),
+     "full.yaml (document 2): spec.containers[1].securityContext.seccompProfile."
+     "localhostProfile: expected an absolute path"),
     (("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: yes please"),
      "full.yaml (document 2): spec.containers[0].securityContext.readOnlyRootFilesystem: "
      "expected true or false"),
