@@ -13,101 +13,11 @@ PyYAML is imported here only, so no other verb pays for it.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 from nspod.errors import UsageError
+from nspod.kubedoc import Doc, dns_label
 from nspod.kubemodel import Container, Manifest, Mount, PodPlan, Port, Volume, parse_quantity
-
-# -- typed access with paths ----------------------------------------------------------------
-
-
-class _Doc:
-    """Reads one document: typed getters raise UsageError naming the path; every
-    key a reader does not take is reported once by `leftovers`."""
-
-    def __init__(self, where: str, warnings: list[str]) -> None:
-        self.where = where
-        self.warnings = warnings
-
-    def fail(self, path: str, why: str) -> UsageError:
-        return UsageError(f"{self.where}{path}: {why}")
-
-    def warn(self, path: str, why: str = "not supported, ignored") -> None:
-        self.warnings.append(f"{self.where}{path}: {why}")
-
-    def mapping(self, value: object, path: str) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(path, "expected a mapping")
-        return value
-
-    def seq(self, value: object, path: str) -> list[Any]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.fail(path, "expected a list")
-        return value
-
-    def string(self, value: object, path: str, required: bool = False) -> str | None:
-        if value is None:
-            if required:
-                raise self.fail(path, "required")
-            return None
-        if not isinstance(value, str):
-            raise self.fail(path, "expected a string")
-        return value
-
-    def integer(self, value: object, path: str, lo: int | None = None,
-                hi: int | None = None) -> int | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, "expected an integer")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise self.fail(path, f"{value} is out of range {lo}-{hi}")
-        return value
-
-    def boolean(self, value: object, path: str) -> bool | None:
-        if value is None:
-            return None
-        if not isinstance(value, bool):
-            raise self.fail(path, "expected true or false")
-        return value
-
-    def strings(self, value: object, path: str) -> tuple[str, ...] | None:
-        if value is None:
-            return None
-        items = self.seq(value, path)
-        return tuple(str(self.string(v, f"{path}[{i}]", True)) for i, v in enumerate(items))
-
-    def string_map(self, value: object, path: str) -> tuple[tuple[str, str], ...]:
-        m = self.mapping(value, path)
-        out = []
-        for k, v in m.items():
-            if not isinstance(v, str):
-                raise self.fail(f"{path}.{k}", "expected a string")
-            out.append((str(k), v))
-        return tuple(out)
-
-    def leftovers(self, m: dict[str, Any], path: str, known: set[str]) -> None:
-        prefix = f"{path}." if path else ""
-        for key in m:
-            if key not in known:
-                self.warn(f"{prefix}{key}")
-
-
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label, as Kubernetes wants
-
-
-def _dns_label(doc: _Doc, value: object, path: str) -> str:
-    name = doc.string(value, path, required=True)
-    assert name is not None
-    if len(name) > 63 or not _NAME.match(name):
-        raise doc.fail(path, f"{name!r} is not a valid name (lower-case letters, digits and "
-                             "'-', at most 63)")
-    return name
 
 
 # -- documents ------------------------------------------------------------------------------
@@ -133,7 +43,7 @@ def load(text: str, source: str) -> Manifest:
     readers = []
     config_maps: dict[str, tuple[tuple[str, str], ...]] = {}
     for i, d in enumerate(docs):
-        doc = _Doc(f"{source}{f' (document {i + 1})' if multi else ''}: ", out.warnings)
+        doc = Doc(f"{source}{f' (document {i + 1})' if multi else ''}: ", out.warnings)
         if not isinstance(d, dict):
             raise UsageError(f"{doc.where}expected a mapping (a Kubernetes object)")
         kind = doc.string(d.get("kind"), "kind", required=True)
@@ -159,11 +69,11 @@ def load(text: str, source: str) -> Manifest:
     return out
 
 
-def _config_map(doc: _Doc, d: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
+def _config_map(doc: Doc, d: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
     doc.leftovers(d, "", {"apiVersion", "kind", "metadata", "data"})
     meta = doc.mapping(d.get("metadata"), "metadata")
     doc.leftovers(meta, "metadata", {"name"})
-    name = _dns_label(doc, meta.get("name"), "metadata.name")
+    name = dns_label(doc, meta.get("name"), "metadata.name")
     data = doc.string_map(d.get("data"), "data")
     for key, _ in data:
         if not key or key in (".", "..") or "/" in key:
@@ -171,12 +81,12 @@ def _config_map(doc: _Doc, d: dict[str, Any]) -> tuple[str, tuple[tuple[str, str
     return name, data
 
 
-def _deployment(doc: _Doc, d: dict[str, Any],
+def _deployment(doc: Doc, d: dict[str, Any],
                 config_maps: dict[str, tuple[tuple[str, str], ...]]) -> PodPlan:
     doc.leftovers(d, "", {"apiVersion", "kind", "metadata", "spec"})
     meta = doc.mapping(d.get("metadata"), "metadata")
     doc.leftovers(meta, "metadata", {"name", "labels", "annotations"})
-    name = _dns_label(doc, meta.get("name"), "metadata.name")
+    name = dns_label(doc, meta.get("name"), "metadata.name")
     spec = doc.mapping(d.get("spec"), "spec")
     doc.leftovers(spec, "spec", {"replicas", "selector", "template"})
     replicas = doc.integer(spec.get("replicas"), "spec.replicas", 0)
@@ -188,7 +98,7 @@ def _deployment(doc: _Doc, d: dict[str, Any],
     return _pod(doc, template, "spec.template.", config_maps, "Deployment", name)
 
 
-def _pod(doc: _Doc, d: dict[str, Any], at: str,
+def _pod(doc: Doc, d: dict[str, Any], at: str,
          config_maps: dict[str, tuple[tuple[str, str], ...]], source: str,
          name: str | None = None) -> PodPlan:
     top = {"metadata", "spec"} | (set() if at else {"apiVersion", "kind"})
@@ -196,7 +106,7 @@ def _pod(doc: _Doc, d: dict[str, Any], at: str,
     meta = doc.mapping(d.get("metadata"), f"{at}metadata")
     doc.leftovers(meta, f"{at}metadata", {"name", "labels", "annotations"})
     if name is None:
-        name = _dns_label(doc, meta.get("name"), "metadata.name")
+        name = dns_label(doc, meta.get("name"), "metadata.name")
     labels = doc.string_map(meta.get("labels"), f"{at}metadata.labels")
     annotations = doc.string_map(meta.get("annotations"), f"{at}metadata.annotations")
     sp = f"{at}spec"
@@ -211,7 +121,7 @@ def _pod(doc: _Doc, d: dict[str, Any], at: str,
                                         "treated as Never")
     hostname = spec.get("hostname")
     if hostname is not None:
-        hostname = _dns_label(doc, hostname, f"{sp}.hostname")
+        hostname = dns_label(doc, hostname, f"{sp}.hostname")
     host_network = bool(doc.boolean(spec.get("hostNetwork"), f"{sp}.hostNetwork"))
     volumes = tuple(_volume(doc, v, f"{sp}.volumes[{i}]", config_maps)
                     for i, v in enumerate(doc.seq(spec.get("volumes"), f"{sp}.volumes")))
@@ -242,11 +152,11 @@ _CONTAINER_KEYS = {"name", "image", "imagePullPolicy", "command", "args", "env",
                    "ports", "volumeMounts", "resources", "securityContext"}
 
 
-def _container(doc: _Doc, value: object, at: str, volumes: set[str], host_network: bool,
+def _container(doc: Doc, value: object, at: str, volumes: set[str], host_network: bool,
                init: bool = False) -> Container:
     c = doc.mapping(value, at)
     doc.leftovers(c, at, _CONTAINER_KEYS)
-    name = _dns_label(doc, c.get("name"), f"{at}.name")
+    name = dns_label(doc, c.get("name"), f"{at}.name")
     image = doc.string(c.get("image"), f"{at}.image")
     policy = doc.string(c.get("imagePullPolicy"), f"{at}.imagePullPolicy")
     if policy is not None and policy not in ("Always", "IfNotPresent", "Never"):
@@ -281,7 +191,7 @@ def _container(doc: _Doc, value: object, at: str, volumes: set[str], host_networ
                      **sec)
 
 
-def _port(doc: _Doc, value: object, at: str, host_network: bool) -> Port:
+def _port(doc: Doc, value: object, at: str, host_network: bool) -> Port:
     p = doc.mapping(value, at)
     doc.leftovers(p, at, {"containerPort", "hostPort", "protocol", "name", "hostIP"})
     container = doc.integer(p.get("containerPort"), f"{at}.containerPort", 1, 65535)
@@ -304,13 +214,13 @@ def _port(doc: _Doc, value: object, at: str, host_network: bool) -> Port:
     return Port(container, host, proto, host_ip, doc.string(p.get("name"), f"{at}.name"))
 
 
-def _clean_relative(doc: _Doc, value: str, at: str) -> str:
+def _clean_relative(doc: Doc, value: str, at: str) -> str:
     if value.startswith("/") or ".." in value.split("/"):
         raise doc.fail(at, f"{value!r} must be a relative path without '..'")
     return os.path.normpath(value)
 
 
-def _mount(doc: _Doc, value: object, at: str, volumes: set[str]) -> Mount:
+def _mount(doc: Doc, value: object, at: str, volumes: set[str]) -> Mount:
     m = doc.mapping(value, at)
     doc.leftovers(m, at, {"name", "mountPath", "readOnly", "subPath"})
     name = doc.string(m.get("name"), f"{at}.name", required=True)
@@ -328,7 +238,7 @@ def _mount(doc: _Doc, value: object, at: str, volumes: set[str]) -> Mount:
                                                                  f"{at}.readOnly")), sub)
 
 
-def _resources(doc: _Doc, value: object, at: str) -> tuple[int | None, float | None]:
+def _resources(doc: Doc, value: object, at: str) -> tuple[int | None, float | None]:
     r = doc.mapping(value, at)
     doc.leftovers(r, at, {"limits"})
     limits = doc.mapping(r.get("limits"), f"{at}.limits")
@@ -351,7 +261,7 @@ def _resources(doc: _Doc, value: object, at: str) -> tuple[int | None, float | N
     return memory, cpus
 
 
-def _security(doc: _Doc, value: object, at: str) -> dict[str, Any]:
+def _security(doc: Doc, value: object, at: str) -> dict[str, Any]:
     from nspod.security import parse_cap
 
     s = doc.mapping(value, at)
@@ -380,7 +290,7 @@ def _security(doc: _Doc, value: object, at: str) -> dict[str, Any]:
     return out
 
 
-def _seccomp(doc: _Doc, value: object, at: str) -> str | None:
+def _seccomp(doc: Doc, value: object, at: str) -> str | None:
     """seccompProfile: RuntimeDefault (nspod's default filter), Unconfined, or Localhost
     with an absolute localhostProfile (nspod has no kubelet seccomp directory)."""
     p = doc.mapping(value, at)
@@ -401,10 +311,10 @@ def _seccomp(doc: _Doc, value: object, at: str) -> str | None:
 _HOST_PATH_TYPES = ("", "Directory", "DirectoryOrCreate", "File", "FileOrCreate")
 
 
-def _volume(doc: _Doc, value: object, at: str,
+def _volume(doc: Doc, value: object, at: str,
             config_maps: dict[str, tuple[tuple[str, str], ...]]) -> Volume:
     v = doc.mapping(value, at)
-    name = _dns_label(doc, v.get("name"), f"{at}.name")
+    name = dns_label(doc, v.get("name"), f"{at}.name")
     kinds = [k for k in ("emptyDir", "hostPath", "configMap") if k in v]
     others = [k for k in v if k not in ("name", "emptyDir", "hostPath", "configMap")]
     if not kinds:
