@@ -19,7 +19,6 @@ from nspod.errors import UsageError
 from nspod.kubedoc import Doc, dns_label
 from nspod.kubemodel import Container, Manifest, Mount, PodPlan, Port, Volume, parse_quantity
 
-
 # -- documents ------------------------------------------------------------------------------
 
 
