@@ -127,7 +127,7 @@ def test_two_containers_share_an_empty_dir(pod_env: PodEnv, tmp_path: Path, busy
     assert {n: m["state"] for n, m in members.items()} == {
         "nginx-container": "running", "debian-container": "running"}
     # the file one container wrote, seen by the other and from the host
-    seen = wait_for(lambda: "Hello" in logs(pod_env, "two-containers", "nginx-container"))
+    seen = wait_for(lambda: "shared" in logs(pod_env, "two-containers", "nginx-container"))
     assert seen, logs(pod_env, "two-containers", "nginx-container")
     assert logs(pod_env, "two-containers", "nginx-container").split("\n")[:2] == [
         "Hello from the debian container", "shared"]
