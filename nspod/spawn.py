@@ -267,6 +267,17 @@ def _member_child(
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        # Closed, not only close-on-exec: execve looks up the command (and a
+        # symlink to it, its #! or ELF interpreter) before it closes those, and
+        # a path an image wrote through /proc/self/fd/N of a directory still
+        # open here (the exits directory, a caller's fd) climbed `..` to the
+        # host's root: the member ran, and could then overwrite, a host binary
+        # (CVE-2024-21626; runc closes them too). Only the socket stays, for
+        # exec errors: a socket cannot be walked through.
+        keep = sock.fileno()
+        if keep > 3:
+            sc.close_range(3, keep - 1)
+        sc.close_range(max(keep + 1, 3))
         if spec.seccomp is not None:
             # last, after no_new_privs (prepare): nothing of nspod's own is filtered
             what = "load the seccomp filter"

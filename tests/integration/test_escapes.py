@@ -215,6 +215,41 @@ def test_callers_fds_do_not_reach_the_member(pod_env: PodEnv, rootfs: Path,
         os.close(folder)
 
 
+def test_image_cannot_exec_a_host_file_through_an_fd_open_at_exec(
+        pod_env: PodEnv, rootfs: Path, marker: Path) -> None:
+    """CVE-2024-21626's other door: close-on-exec fds are closed only once execve
+    has found its file, so a path an image wrote (the command, a symlink to it,
+    a #! interpreter) through /proc/self/fd/N of a directory nspod or the caller
+    still had open climbed `..` to the host's root: the member ran a host binary,
+    and through /proc/PID/exe overwrote it (a root shell on the host at its next
+    use)."""
+    host_bin = marker / "sh"
+    shutil.copy(rootfs / "bin" / "busybox", host_bin)
+    before = host_bin.read_bytes()
+    climb = "/".join([".."] * 16) + str(host_bin)
+    for n in range(3, 24):
+        (rootfs / "x" / str(n)).mkdir(parents=True)
+        (rootfs / "x" / str(n) / "sh").symlink_to(f"/proc/self/fd/{n}/{climb}")
+        script = rootfs / "x" / str(n) / "script"
+        script.write_text(f"#!/proc/self/fd/{n}/{climb}\necho script\n")
+        script.chmod(0o755)
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    # the payload: keep /proc/self/exe, outlive the host binary, then write it
+    payload = ('exec 9</proc/self/exe; /bin/sh -c "sleep 0.3; echo pwned >/proc/self/fd/9"'
+               " & echo ran $(readlink /proc/self/exe)")
+    folder = os.open(marker, os.O_RDONLY | os.O_DIRECTORY)  # the caller's, too
+    try:
+        for n in range(3, 24):
+            for cmd in (f"/x/{n}/sh", f"/x/{n}/script"):
+                r = pod_env.run("join", "p", "--", cmd, "-c", payload, pass_fds=(folder,))
+                assert "ran" not in r.stdout, (n, r)
+                assert r.returncode == 127 and "not found" in r.stderr, (n, r)
+    finally:
+        os.close(folder)
+    time.sleep(0.5)
+    assert host_bin.read_bytes() == before
+
+
 # -- 4: a symlink swapped in while a read-only volume is mounted ---------------------
 
 
