@@ -148,6 +148,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                       os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     log_fd = -1
     master = slave = -1
+    piped = None
     try:
         if spec.detach:
             os.makedirs(pod.path("logs"), exist_ok=True)
@@ -159,6 +160,11 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 os.close(logs)
         if spec.tty:
             master, slave = os.openpty()
+        elif not spec.detach and (os.isatty(0) or os.isatty(1) or os.isatty(2)):
+            # never the caller's terminal itself: pipes, relayed (terminal.py)
+            from nspod.terminal import PipeRelay
+
+            piped = PipeRelay()
         prepare, cgroup_fds, enter_cgroup, seccomp = _prepare(pod, spec)
         mspec = spawn.MemberSpec(
             argv=spec.argv,
@@ -171,6 +177,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             tty=slave,
             logger_prepare=enter_cgroup,
             seccomp=seccomp,
+            stdio=tuple(piped.stdio) if piped is not None else None,  # type: ignore[arg-type]
         )
         terminal = None
         if spec.tty:
@@ -206,14 +213,17 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             finally:
                 if slave >= 0:
                     os.close(slave)
+                if piped is not None:
+                    piped.started()
                 for fd in cgroup_fds:
                     os.close(fd)
             if spec.detach:
                 os.close(member.pidfd)
                 return name, 0
             try:
+                relay = terminal.relay if terminal else piped.relay if piped else None
                 status = spawn.wait_member(member, records, lambda: not _readable(pause_fd),
-                                           terminal.relay if terminal else None)
+                                           relay)
             finally:
                 if terminal is not None:
                     terminal.restore()
@@ -226,6 +236,8 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             os.close(log_fd)
         if master >= 0:
             os.close(master)
+        if piped is not None:
+            piped.close()
 
 
 def _prepare(pod: Pod, spec: JoinSpec) -> tuple[

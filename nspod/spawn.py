@@ -45,7 +45,7 @@ def why(e: BaseException) -> str:
 
 class MemberSpec:
     __slots__ = ("argv", "env", "cwd", "ns", "prepare", "detach", "log_fd", "tty",
-                 "logger_prepare", "seccomp")
+                 "logger_prepare", "seccomp", "stdio")
 
     def __init__(
         self,
@@ -62,6 +62,9 @@ class MemberSpec:
         logger_prepare: Callable[[], None] | None = None,  # in the logger before exec (cgroup)
         # (seccomp(2) flags, BPF), loaded last, just before exec; None: unconfined
         seccomp: tuple[int, bytes] | None = None,
+        # fds to be P's 0, 1, 2 instead of nspod's own (-1: nspod's), e.g. pipes
+        # relayed in place of the caller's terminal
+        stdio: tuple[int, int, int] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.env = env
@@ -73,6 +76,7 @@ class MemberSpec:
         self.tty = tty
         self.logger_prepare = logger_prepare
         self.seccomp = seccomp
+        self.stdio = stdio
 
 
 class Member:
@@ -183,7 +187,7 @@ def _member_x(spec: MemberSpec, sock: _socket.socket) -> None:
             sock.send(b"L%d" % lg)
             stdio = (os.open("/dev/null", os.O_RDONLY), out_w, err_w)
         if os.fork() == 0:
-            _member_child(spec, sock, stdio)
+            _member_child(spec, sock, stdio or spec.stdio)
     except BaseException as e:  # noqa: BLE001
         _send_quiet(sock, b"E125 start member: %s" % why(e).encode()[:300])
     os._exit(0)
@@ -245,7 +249,8 @@ def _member_child(
             stdio = (spec.tty, spec.tty, spec.tty)
         if stdio is not None:
             for i, fd in enumerate(stdio):
-                os.dup2(fd, i)
+                if fd >= 0:
+                    os.dup2(fd, i)
         # Nothing of the caller's but stdio survives the exec (CVE-2024-21626):
         # fds 3 and up are still needed until then (cgroup files, the socket).
         sc.close_range(3, flags=sc.CLOSE_RANGE_CLOEXEC)
