@@ -501,6 +501,29 @@ def test_numeric_user_is_a_uid_even_when_a_name_matches(pod_env: PodEnv,
     assert r.stdout.strip() == "1000"
 
 
+def test_users_are_never_looked_up_in_a_host_file(pod_env: PodEnv, rootfs: Path,
+                                                 marker: Path) -> None:
+    """The image's /etc/passwd as /proc/self/fd/N/../../.. of a directory nspod had
+    open while it set up the member: nspod, root with every capability, opened
+    the host's file there (any host path: a watchdog device would have armed)
+    and ran the member with what it read."""
+    (marker / "passwd").write_text("evil:x:4242:4242:a host file:/host-home:/bin/sh\n")
+    climb = "/".join([".."] * 16) + str(marker / "passwd")
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    passwd = rootfs / "etc" / "passwd"
+    folder = os.open(marker, os.O_RDONLY | os.O_DIRECTORY)  # the caller's, too
+    try:
+        for n in range(3, 24):
+            passwd.unlink()
+            passwd.symlink_to(f"/proc/self/fd/{n}/{climb}")
+            r = pod_env.run("join", "--user", "evil", "p", "--", "sh", "-c", "id -u; echo $HOME",
+                            pass_fds=(folder,))
+            assert "4242" not in r.stdout and "/host-home" not in r.stdout, (n, r)
+            assert r.returncode == 125, (n, r)
+    finally:
+        os.close(folder)
+
+
 # -- 14: symlinks in the state directory, a FIFO as /etc/passwd ----------------------------
 
 
