@@ -159,9 +159,12 @@ class PipeRelay:
                 data = os.read(fd, 65536)
             except OSError:
                 data = b""
-            if data:
-                _write_all(self.ours[fd], data)
-            else:
+            try:
+                if data:
+                    _write_all(self.ours[fd], data)
+            except OSError:
+                data = b""  # the caller's terminal is gone: the member's output with it
+            if not data:
                 poller.unregister(fd)
         return True
 
@@ -174,7 +177,10 @@ class PipeRelay:
                     break
                 if not data:
                     break
-                _write_all(out, data)
+                try:
+                    _write_all(out, data)
+                except OSError:
+                    break
 
     def close(self) -> None:
         self.started()
