@@ -4,7 +4,8 @@ PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev libseccomp-dev musl-tools \
-	nftables iproute2 procps nginx-light busybox-static curl
+	nftables iproute2 procps nginx-light busybox-static curl \
+	skopeo umoci docker-registry
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup apt venv install test unit integration demo bench bench-setup lint rootfs clean \
@@ -18,6 +19,12 @@ apt:
 		echo "installing: $$missing"; \
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi; \
+	if echo "$$missing" | grep -qw docker-registry; then \
+		echo "docker-registry is for the tests (they start their own on 127.0.0.1): its service stays off"; \
+		$(SUDO) systemctl disable --now docker-registry.service >/dev/null 2>&1 || \
+		{ $(SUDO) invoke-rc.d docker-registry stop; $(SUDO) update-rc.d docker-registry disable; } \
+			>/dev/null 2>&1 || true; \
 	fi
 
 $(PY):
@@ -56,7 +63,7 @@ bench:
 # The tools the benchmark compares with: not needed to run nspod.
 bench-setup: setup
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-		podman catatonit tini
+		podman runc catatonit tini
 	$(PY) -m pip install -q matplotlib
 
 # The Vagrant lab: a Debian 12 VM with a stock kernel and cgroup v2.

@@ -57,6 +57,7 @@ class PodEnv:
             NSPOD_BRIDGE=self.bridge,
             NSPOD_SUBNET=self.subnet,
             NSPOD_NFT_TABLE=self.table,
+            NSPOD_STORAGE=str(self.root / "storage"),
         )
         return env
 
