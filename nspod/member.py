@@ -342,11 +342,11 @@ def _prepare(pod: Pod, spec: JoinSpec, overlay: Any = None) -> tuple[
             rootfs.enter(root, volumes, read_only,
                          etc if os.path.isdir(etc) else None, mask=not policy.privileged)
             if overlay is not None and spec.cwd and not read_only:
-                # an image's WorkingDir need not exist in it (docker makes it)
-                try:
-                    os.makedirs(spec.cwd, exist_ok=True)
-                except OSError:
-                    pass
+                # an image's WorkingDir need not exist in it (docker makes it);
+                # made by a walk inside the root: a plain makedirs followed the
+                # image's /proc/self/fd/N/.. to a directory fd still open here
+                # and made the directory on the host
+                _make_dir_in_root(spec.cwd)
         else:
             # the pod's /etc/hosts, hostname, resolv.conf over the host's, privately
             etcfiles.bind_into(etc, "/")
@@ -357,6 +357,20 @@ def _prepare(pod: Pod, spec: JoinSpec, overlay: Any = None) -> tuple[
         return {k: v for k, v in env.items() if k not in explicit}  # -e wins
 
     return prepare, cgroup_fds, enter_cgroup, bpf
+
+
+def _make_dir_in_root(path: str) -> None:
+    """mkdir -p path in this process's root, never through a magic link (rootfs.resolve_in)."""
+    from nspod import rootfs
+
+    try:
+        root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.close(rootfs.resolve_in(root, path, create="dir"))
+        finally:
+            os.close(root)
+    except OSError:
+        pass  # the chdir after says what is wrong
 
 
 def _create(path: str, mode: int, dir_fd: int | None = None) -> int:
