@@ -234,6 +234,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             logger_prepare=enter_cgroup,
             seccomp=seccomp,
             stdio=tuple(piped.stdio) if piped is not None else None,  # type: ignore[arg-type]
+            keep_fds=cgroup_fds,
         )
         terminal = None
         if spec.tty:
