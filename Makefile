@@ -32,7 +32,8 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
 
 venv: $(PY)
-	$(PY) -m pip install -q "pyroute2>=0.9,<0.10" "python-prctl>=1.8" pytest pytest-timeout
+	$(PY) -m pip install -q "pyroute2>=0.9,<0.10" "python-prctl>=1.8" "PyYAML>=6" pytest pytest-timeout \
+		"kubernetes-validate>=1.30"
 
 install: $(PY)
 	$(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall .
