@@ -27,9 +27,10 @@ apt:
 			>/dev/null 2>&1 || true; \
 	fi
 
+# A venv whose upgrade failed (no network, say) is removed: the next run makes it again.
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
+	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi || { rm -rf $(VENV); exit 1; }
 
 venv: $(PY)
 	$(PY) -m pip install -q "pyroute2>=0.9,<0.10" "python-prctl>=1.8" "PyYAML>=6" pytest pytest-timeout \

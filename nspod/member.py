@@ -221,7 +221,11 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             from nspod.terminal import PipeRelay
 
             piped = PipeRelay()
-        prepare, cgroup_fds, enter_cgroup, seccomp = _prepare(pod, spec, overlay)
+        try:
+            prepare, cgroup_fds, enter_cgroup, seccomp = _prepare(pod, spec, overlay)
+        except NspodError:
+            _drop_record(pod, name)  # claimed, never filled: no empty record left
+            raise
         mspec = spawn.MemberSpec(
             argv=spec.argv,
             env=member_env(spec.env, pod.rec.get("hostname", pod.name)),
@@ -392,10 +396,12 @@ def _oom_kills(pod: Pod) -> int | None:
 
 
 def _drop_record(pod: Pod, name: str) -> None:
-    try:
-        os.unlink(pod.path("members", f"{name}.json"))
-    except OSError:
-        pass
+    """A join that failed before its member ran leaves neither record nor log."""
+    for path in (pod.path("members", f"{name}.json"), pod.path("logs", f"{name}.log")):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def _finish_stale(pod: Pod, exits_fd: int, pod_pid: int) -> None:
