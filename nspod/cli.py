@@ -131,6 +131,49 @@ def _cpus(value: str) -> float:
     return parse_cpus(value)
 
 
+def _restart(value: str) -> str:
+    from nspod.policy import parse_restart
+
+    return parse_restart(value)
+
+
+def _duration(value: str) -> float:
+    from nspod.policy import parse_duration
+
+    return parse_duration(value)
+
+
+def _retries(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{value!r} is not a count >= 1")
+    return int(value)
+
+
+LIFECYCLE_OPTS = (  # nspod/lifecycle_cli.py gives them meaning
+    Opt(("--restart",), "restart", "with -d: no (default), on-failure[:N], always, "
+        "unless-stopped", "POLICY", convert=_restart),
+    Opt(("--health-cmd",), "health_cmd", "with -d: a shell command run in the member's "
+        "namespaces and root; exit 0 means healthy", "CMD"),
+    Opt(("--health-interval",), "health_interval", "time between checks (default 30s)", "D",
+        convert=_duration),
+    Opt(("--health-retries",), "health_retries", "failures in a row that make it unhealthy "
+        "(default 3)", "N", convert=_retries),
+    Opt(("--health-start-period",), "health_start_period", "failures this soon after the "
+        "start do not count (default 0s)", "D", convert=_duration),
+    Opt(("--health-timeout",), "health_timeout", "a check running longer fails (default 30s)",
+        "D", convert=_duration),
+    Opt(("--health-on-failure",), "health_on_failure", "when it turns unhealthy: none "
+        "(default), kill, restart", "ACTION"),
+)
+JOIN_LIFECYCLE_HELP = """\
+--restart and --health-* need -d. A member that ends is started again per its
+policy, with the same spec, after a backoff (100 ms doubling to 60 s, reset
+after 10 s of running); never after `nspod stop` of the pod or `nspod kill` of
+the member with KILL, TERM, INT or QUIT. A per-pod monitor does it (ps shows
+RESTARTS and HEALTH)."""
+
+
+
 SECURITY_OPTS = (
     Opt(("--cap-add",), "cap_add", "add a capability (NET_ADMIN, CAP_NET_ADMIN, ALL)", "CAP",
         True, convert=_cap),
@@ -197,6 +240,7 @@ VERBS = {
                     "member's /etc/passwd and /etc/group)", "USER"),
                 *SECURITY_OPTS,
                 *ROOTFS_OPTS,
+                *LIFECYCLE_OPTS,
             ),
             command=True,
             details="Options may come before or after POD; CMD starts at the first word after\n"
@@ -206,7 +250,7 @@ VERBS = {
             "With -d the command's stdin is /dev/null and its output goes to its log\n"
             "(nspod logs); pause reaps it and records its exit status (nspod ps).\n"
             "--cap-add and --cap-drop apply on top of the pod's defaults.\n"
-            + SECURITY_HELP + "\n" + JOIN_CODES,
+            + JOIN_LIFECYCLE_HELP + "\n" + SECURITY_HELP + "\n" + JOIN_CODES,
         ),
         Verb(
             "ps",
@@ -336,10 +380,15 @@ def cmd_join(a: Parsed, root: str | None) -> int:
         raise UsageError("join: -i needs -t (without -t, stdin is always passed)")
     if a.detach and a.tty:
         raise UsageError("join: -d and -t do not go together")
+    extras = {}
+    if any(a.values[o.dest] is not None for o in LIFECYCLE_OPTS):
+        from nspod.lifecycle_cli import join_extras
+
+        extras = join_extras(a)
     spec = member.JoinSpec(pod=a.pod, argv=a.command, env=dict(a.env), cwd=a.workdir,
                            detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,
                            security=_security(a), user=a.user, rootfs=a.rootfs,
-                           volumes=tuple(a.volume), read_only=a.read_only)
+                           volumes=tuple(a.volume), read_only=a.read_only, **extras)
     name, code = member.join(_root(root), spec)
     if a.detach:
         print(name)
@@ -355,14 +404,15 @@ def cmd_ps(a: Parsed, root: str | None) -> int:
     if a.json:
         print(_json(members))
         return 0
-    rows = [("NAME", "PID", "POD PID", "STATE", "STARTED", "FINISHED", "COMMAND")]
+    rows = [("NAME", "PID", "POD PID", "STATE", "RESTARTS", "STARTED", "FINISHED", "COMMAND")]
 
     def when(t: float | None) -> str:
         return time.strftime("%H:%M:%S", time.localtime(t)) if t else "-"
 
     for m in members:
-        rows.append((m["name"], str(m["pid"]), str(m["pod_pid"]), m["state"], when(m["started"]),
-                     when(m["finished"]), " ".join(m["command"])))
+        state = m["state"] + (f" ({m['health']})" if m.get("health") else "")
+        rows.append((m["name"], str(m["pid"]), str(m["pod_pid"]), state, str(m["restarts"]),
+                     when(m["started"]), when(m["finished"]), " ".join(m["command"])))
     _table(rows)
     return 0
 
@@ -584,8 +634,18 @@ COMMANDS: dict[str, Callable[[Parsed, str | None], int]] = {
 }
 
 
+LIFECYCLE_VERBS = ("wait", "healthcheck")  # in nspod/lifecycle_cli.py, imported for them only
+
+
+def _lifecycle_verbs() -> dict[str, Verb]:
+    from nspod import lifecycle_cli
+
+    return {v.name: v for v in lifecycle_cli.VERBS}
+
+
 def _global_help() -> str:
-    verbs = "\n".join(f"  {v.name:<10} {v.summary}" for v in VERBS.values())
+    verbs = "\n".join(f"  {v.name:<11} {v.summary}"
+                      for v in (*VERBS.values(), *_lifecycle_verbs().values()))
     return GLOBAL_HELP.format(verbs=verbs)
 
 
@@ -615,7 +675,13 @@ def main(argv: list[str] | None = None) -> int:
             return USAGE
         name = args.pop(0)
         verb = VERBS.get(name)
-        if verb is None:
+        command = COMMANDS.get(name)
+        if verb is None and name in LIFECYCLE_VERBS:
+            from nspod import lifecycle_cli
+
+            verb = _lifecycle_verbs()[name]
+            command = lambda p, r: lifecycle_cli.COMMANDS[name](p, _root(r))  # noqa: E731
+        if verb is None or command is None:
             raise UsageError(f"unknown verb {name!r} (see nspod --help)")
         parsed = parse(verb, args)
         if parsed.help:
@@ -625,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
             # every verb reads or changes namespaces, mounts, cgroups or the
             # state root, which is root's (0711)
             raise NotRoot(f"{name}: must be run as root (try sudo)")
-        return COMMANDS[name](parsed, root)
+        return command(parsed, root)
     except NspodError as e:
         if debug:
             import traceback

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 NS_KINDS = ("ipc", "uts", "net", "pid", "mnt")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+STOPPING_SIGNALS = (2, 3, 9, 15)  # INT, QUIT, KILL, TERM: a kill that means "stay down"
 
 
 class Pod:
@@ -67,7 +68,8 @@ def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
 
 class JoinSpec:
     __slots__ = ("pod", "argv", "env", "cwd", "detach", "name", "tty", "interactive",
-                 "security", "user", "rootfs", "volumes", "read_only")
+                 "security", "user", "rootfs", "volumes", "read_only", "restart", "health",
+                 "carry")
 
     def __init__(
         self,
@@ -84,6 +86,9 @@ class JoinSpec:
         rootfs: str | None = None,  # overrides the pod's
         volumes: Sequence[Any] = (),  # rootfs.Volume, added to the pod's
         read_only: bool = False,
+        restart: str = "no",  # policy.parse_restart
+        health: dict[str, Any] | None = None,  # policy.health_spec
+        carry: dict[str, Any] | None = None,  # a restart: fields kept from the run before
     ) -> None:
         self.pod = pod
         self.argv = argv
@@ -98,6 +103,32 @@ class JoinSpec:
         self.rootfs = rootfs
         self.volumes = volumes
         self.read_only = read_only
+        self.restart = restart
+        self.health = health
+        self.carry = carry
+
+    def to_record(self) -> dict[str, Any]:
+        """What a restart or a start needs to run this member again, as JSON."""
+        return {
+            "argv": self.argv, "env": self.env, "cwd": self.cwd, "user": self.user,
+            "rootfs": self.rootfs, "volumes": [v.to_list() for v in self.volumes],
+            "read_only": self.read_only,
+            "security": self.security.to_spec() if self.security is not None else None,
+        }
+
+    @classmethod
+    def from_record(cls, pod: str, name: str, rec: dict[str, Any]) -> JoinSpec:
+        """The detached member named by rec, to be run again (restart, start)."""
+        from nspod import rootfs, security
+
+        s = rec["spec"]
+        return cls(pod, list(s["argv"]), dict(s["env"]), s.get("cwd"), True, name,
+                   security=(security.SecurityOpts.from_spec(s["security"])
+                             if s.get("security") else None),
+                   user=s.get("user"), rootfs=s.get("rootfs"),
+                   volumes=tuple(rootfs.Volume.from_list(v) for v in s.get("volumes", ())),
+                   read_only=bool(s.get("read_only")), restart=rec.get("restart", "no"),
+                   health=rec.get("health"))
 
 
 def _generate_name(pod: Pod, argv0: str) -> str:
@@ -151,8 +182,11 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
     try:
         if spec.detach:
             os.makedirs(pod.path("logs"), exist_ok=True)
+            # a new member starts a new log; a run of the same member appends to it
+            trunc = 0 if spec.carry is not None else os.O_TRUNC
             log_fd = os.open(pod.path("logs", f"{name}.log"),
-                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+                             os.O_WRONLY | os.O_CREAT | os.O_APPEND | trunc | os.O_CLOEXEC,
+                             0o640)
         if spec.tty:
             master, slave = os.openpty()
         prepare, cgroup_fds = _prepare(pod, spec)
@@ -185,6 +219,13 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 "logger_pid": logger_pid, "started": started, "detached": spec.detach,
                 "tty": spec.tty,
             }
+            if spec.detach:
+                rec["spec"] = spec.to_record()
+                rec["restart"] = spec.restart
+                if spec.health:
+                    rec["health"] = spec.health
+                if spec.carry:
+                    rec.update(spec.carry)
             lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec), sync=False)
             if fg_tty:
                 _tcsetpgrp(0, host_pid)  # the member gets the terminal: ^C, ^Z reach it
@@ -201,6 +242,10 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 os.close(fd)
         if spec.detach:
             os.close(member.pidfd)
+            if spec.carry is None and (spec.restart != "no" or spec.health):
+                from nspod import monitor  # only members that ask for one
+
+                monitor.want(pod.dir)
             return name, 0
         try:
             status = spawn.wait_member(member, records, lambda: not _readable(pause_fd),
@@ -415,8 +460,16 @@ def member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
 
 
 def _member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
+    status, finished = run_status(pod, rec)
+    if status is None:
+        return "running", None
+    return describe_status(status), finished
+
+
+def run_status(pod: Pod, rec: dict[str, Any]) -> tuple[int | None, float | None]:
+    """(wait status, end time) of the member's current run; (None, None) while it runs."""
     if "status" in rec:
-        return describe_status(rec["status"]), rec.get("finished")
+        return rec["status"], rec.get("finished")
     try:
         fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -427,12 +480,12 @@ def _member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
         finally:
             os.close(fd)
         if got is not None:
-            return describe_status(got[0]), got[1]
+            return got
     if rec.get("host_pid") and lean.proc_start(rec["host_pid"]) == rec.get("pid_start"):
-        return "running", None
+        return None, None
     # Gone with no record: the pod died under it (the kernel SIGKILLs a PID
     # namespace whose init dies) or the member never started.
-    return describe_status(signal.SIGKILL), pod.rec.get("finished")
+    return int(signal.SIGKILL), pod.rec.get("finished") or time.time()
 
 
 def describe_status(status: int) -> str:
@@ -449,6 +502,7 @@ def describe_status(status: int) -> str:
 
 def ps(root: str, pod_name: str) -> list[dict[str, Any]]:
     pod = Pod(root, pod_name)
+    _ensure_monitor(pod)
     out = []
     for rec, _ in _records(pod):
         if "pod_pid" not in rec:
@@ -463,9 +517,25 @@ def ps(root: str, pod_name: str) -> list[dict[str, Any]]:
             "detached": rec.get("detached", False),
             "started": rec["started"],
             "finished": finished,
+            "restart": rec.get("restart", "no"),
+            "restarts": rec.get("restarts", 0),
+            "last_status": (describe_status(rec["last_status"])
+                            if rec.get("last_status") is not None else None),
         })
+        if rec.get("health"):
+            from nspod import health
+
+            out[-1]["health"] = health.status(pod, rec)
     out.sort(key=lambda m: m["started"])
     return out
+
+
+def _ensure_monitor(pod: Pod) -> None:
+    """A pod whose members want a monitor gets one back if it died (one stat otherwise)."""
+    if os.path.exists(pod.path("supervise")) and pod.running():
+        from nspod import monitor
+
+        monitor.ensure(pod.dir)
 
 
 def find_member(pod: Pod, name: str) -> dict[str, Any]:
@@ -588,6 +658,23 @@ def parse_signal(text: str) -> int:
 def kill_member(root: str, pod_name: str, name: str, sig: int) -> None:
     pod = Pod(root, pod_name)
     rec = find_member(pod, name)
+    if rec.get("restart", "no") != "no" and sig in STOPPING_SIGNALS:
+        # under the pod's lock, which the monitor holds to restart: the run is
+        # marked before it gets the signal, so its end is not restarted
+        from nspod import monitor
+
+        with monitor.pod_lock(pod.dir):
+            rec = find_member(pod, name)
+            if member_state(pod, rec)[0] == "running":
+                rec["user_stopped"] = True
+                lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec),
+                                  sync=False)
+            _kill_run(pod, name, rec, sig)
+        return
+    _kill_run(pod, name, rec, sig)
+
+
+def _kill_run(pod: Pod, name: str, rec: dict[str, Any], sig: int) -> None:
     if member_state(pod, rec)[0] != "running":
         raise NspodError(f'kill: member "{name}" is not running')
     try:

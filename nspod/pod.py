@@ -465,6 +465,9 @@ def stop_pod(store: Store, name: str, timeout: float, state: str = "stopped") ->
         rec = store.load(name)
         pdir = store.pod_dir(name)
         if rec.state == "running" and rec.pause.alive():
+            from nspod import monitor
+
+            monitor.on_stop(pdir)  # no restart once stop holds the lock
             try:
                 pause_fd = os.pidfd_open(rec.pid)
             except ProcessLookupError:
@@ -510,6 +513,9 @@ def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> N
         pdir = store.pod_dir(name)
         if not os.path.exists(os.path.join(pdir, "pod.json")):
             raise NoSuchPod(f'pod "{name}": no such pod')
+        from nspod import monitor
+
+        monitor.kill(pdir)
         _release_all(store, pdir)
         rec = store.load(name)
         release_network(store, name, rec.net)
@@ -565,7 +571,10 @@ def start_pod(store: Store, name: str) -> PodRecord:
             _launch(store, rec, undo)
             store.save(rec)
             undo.pop_all()
-        return rec
+    from nspod import monitor
+
+    monitor.on_start(pdir)  # the members stop ended, and their monitor
+    return rec
 
 
 def kill_pod(store: Store, name: str, sig: int) -> int:
@@ -640,6 +649,9 @@ def gc(store: Store) -> list[str]:
                 continue
             for pid in _pauses_of(pdir, tags):
                 spawn.kill_and_forget(pid)
+            from nspod import monitor
+
+            monitor.kill(pdir)
             _release_all(store, pdir)
             dead.append((name, pdir, rec))
         # 2. their network, in batches: the kernel's costs are per call

@@ -125,6 +125,21 @@ def pauses_under(root: Path) -> list[int]:
     return out
 
 
+def monitors_under(prefix: str) -> list[int]:
+    """Live pod monitors (NSPOD_MONITOR=POD_DIR in their environment) of roots under prefix."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            env = (p / "environ").read_bytes()
+        except OSError:
+            continue
+        if env.startswith(b"NSPOD_MONITOR=" + prefix.encode()):
+            out += live_pids([int(p.name)])
+    return out
+
+
 def is_root() -> bool:
     return os.geteuid() == 0
 
@@ -213,6 +228,12 @@ def teardown_env(e: PodEnv) -> list[str]:
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
+    for pid in monitors_under(str(e.root) + "/"):
+        problems.append(f"monitor pid {pid} still alive after rm")
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
     for line in Path("/proc/self/mounts").read_text().splitlines():
         target = line.split()[1]
         if target.startswith(str(e.root)):
@@ -292,6 +313,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if exe in exe_names and live_pids([int(p.name)]):
             if pause_tag(int(p.name)).startswith(roots):
                 leaks.append(f"pause process {p.name}")
+    for root in roots:
+        leaks += [f"monitor process {pid}" for pid in monitors_under(root + "/")]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     for m in re.finditer(r"^\d+: (" + LINK_PREFIX + r"[^:@]+)", links, re.M):
         if any(t in m.group(1) for t in _tags):

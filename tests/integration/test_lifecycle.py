@@ -1,0 +1,188 @@
+"""Issue 19: members that come back: wait, restart policies, health checks, stop/start."""
+
+import json
+import os
+import signal
+import time
+import urllib.request
+
+import pytest
+from conftest import PodEnv, live_pids
+
+pytestmark = pytest.mark.root
+
+
+def ps(e: PodEnv, pod: str) -> dict[str, dict[str, object]]:
+    return {m["name"]: m for m in json.loads(e.run("ps", pod, "--json", check=True).stdout)}
+
+
+def until(what: str, cond, timeout: float = 10):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def monitor_pid(e: PodEnv, pod: str) -> int:
+    try:
+        pid, start = (e.root / "pods" / pod / "monitor.pid").read_text().split()
+    except (OSError, ValueError):
+        return 0
+    return int(pid) if live_pids([int(pid)]) else 0
+
+
+def test_wait_prints_the_exit_code_and_times_out(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    pod_env.run("join", "-d", "--name", "a", "p", "--", "sh", "-c", "sleep 0.5; exit 7",
+                check=True)
+    pod_env.run("join", "-d", "--name", "b", "p", "--", "sleep", "30", check=True)
+    r = pod_env.run("wait", "--condition", "running", "p", "b", check=True)
+    assert r.stdout == "0\n"
+    t0 = time.monotonic()
+    r = pod_env.run("wait", "p", "a", check=True)
+    assert r.stdout == "7\n" and time.monotonic() - t0 < 5
+    r = pod_env.run("wait", "--timeout", "300ms", "p", "b")
+    assert r.returncode == 125
+    assert r.stderr == 'nspod: wait: member "b" not stopped after 0.3 s\n'
+    r = pod_env.run("wait", "--condition", "bogus", "p")
+    assert r.returncode == 2
+    # the pod: stopped once another process stops it; members killed by the stop
+    waiter = pod_env.popen("wait", "p", "b", stdout=-1)
+    pod_env.run("stop", "-t", "1", "p", check=True)
+    out, _ = waiter.communicate(timeout=10)
+    assert waiter.returncode == 0 and out == "143\n"
+    assert pod_env.run("wait", "--timeout", "1", "p", check=True).stdout == ""
+
+
+def test_on_failure_3_runs_four_times_then_stays_ended(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    pod_env.run("join", "-d", "--name", "f", "--restart", "on-failure:3", "p", "--",
+                "sh", "-c", "echo run; exit 3", check=True)
+    r = pod_env.run("wait", "--timeout", "20", "p", "f", check=True)
+    assert r.stdout == "3\n"
+    time.sleep(1.0)  # the backoff after a 4th run would be 0.8 s: none comes
+    m = ps(pod_env, "p")["f"]
+    assert m["restarts"] == 3 and m["state"] == "exited (3)" and m["restart"] == "on-failure:3"
+    assert m["last_status"] == "exited (3)"
+    assert pod_env.run("logs", "p", "f", check=True).stdout == "run\n" * 4
+    table = pod_env.run("ps", "p", check=True).stdout.splitlines()
+    assert table[0].split()[5] == "RESTARTS" and table[1].split()[5] == "3"
+
+
+def test_always_brings_a_killed_member_back_but_not_after_a_user_kill(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    pod_env.run("join", "-d", "--name", "a", "--restart", "always", "p", "--", "sleep", "60",
+                check=True)
+    first = until("running", lambda: ps(pod_env, "p")["a"]["state"] == "running"
+                  and ps(pod_env, "p")["a"])
+    os.kill(first["pid"], signal.SIGKILL)  # not through nspod: a crash
+    t0 = time.monotonic()
+    again = until("restarted", lambda: (m := ps(pod_env, "p")["a"])["pid"] != first["pid"]
+                  and m["state"] == "running" and m, timeout=2)
+    assert time.monotonic() - t0 < 2
+    assert again["restarts"] == 1 and again["last_status"] == "killed (SIGKILL)"
+    pod_env.run("kill", "p", "a", check=True)  # the user's: stays down
+    r = pod_env.run("wait", "--timeout", "5", "p", "a", check=True)
+    assert r.stdout == "137\n"
+    time.sleep(0.5)
+    m = ps(pod_env, "p")["a"]
+    assert m["state"] == "killed (SIGKILL)" and m["restarts"] == 1
+
+
+def test_stop_never_races_a_crash_loop(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    pod_env.run("join", "-d", "--name", "loop", "--restart", "always", "p", "--", "true",
+                check=True)
+    until("a few restarts", lambda: ps(pod_env, "p")["loop"]["restarts"] >= 3)
+    pod_env.run("stop", "-t", "1", "p", check=True)
+    count = ps(pod_env, "p")["loop"]["restarts"]
+    assert monitor_pid(pod_env, "p") == 0
+    time.sleep(1.5)
+    assert ps(pod_env, "p")["loop"]["restarts"] == count
+    assert pod_env.run("ls", "--json", check=True).stdout.count('"stopped"') == 1
+
+
+def test_stop_then_start_runs_the_members_again_and_the_port_answers(pod_env: PodEnv) -> None:
+    port = 20000 + os.getpid() % 20000
+    pod_env.create("-p", f"{port}:8000", "p")
+    www = pod_env.root / "www"
+    www.mkdir()
+    (www / "index.html").write_text("hello again\n")
+    pod_env.run("join", "-d", "--name", "web", "--restart", "on-failure:2",
+                "--health-cmd", "python3 -c 'import urllib.request as u; "
+                "u.urlopen(\"http://127.0.0.1:8000/\")'", "p", "--",
+                "python3", "-m", "http.server", "-d", str(www), "8000", check=True)
+    pod_env.run("join", "-d", "--name", "side", "p", "--", "sleep", "60", check=True)
+    pod_env.run("join", "-d", "--name", "done", "p", "--", "true", check=True)
+    pod_env.run("wait", "p", "done", check=True)
+    pod_env.run("wait", "--condition", "healthy", "--timeout", "20", "p", "web", check=True)
+    before = ps(pod_env, "p")
+    pod_env.run("stop", "-t", "2", "p", check=True)
+    pod_env.run("start", "p", check=True)
+    after = ps(pod_env, "p")
+    for name in ("web", "side"):
+        assert after[name]["state"] == "running", after[name]
+        assert after[name]["pid"] != before[name]["pid"]
+        assert after[name]["restarts"] == 0
+    assert after["done"] == before["done"]  # ended on its own before the stop: stays ended
+    pod_env.run("wait", "--condition", "healthy", "--timeout", "20", "p", "web", check=True)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+        assert resp.read() == b"hello again\n"
+
+
+def test_health_turns_unhealthy_and_restart_restarts(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    flag = pod_env.root / "healthy"
+    flag.write_text("")
+    pod_env.run("join", "-d", "--name", "h", "--health-cmd", f"cat {flag}",
+                "--health-interval", "0.3s", "--health-retries", "2",
+                "--health-on-failure", "restart", "p", "--", "sleep", "60", check=True)
+    t0 = time.monotonic()
+    pod_env.run("wait", "--condition", "healthy", "--timeout", "10", "p", "h", check=True)
+    assert time.monotonic() - t0 < 3
+    assert ps(pod_env, "p")["h"]["health"] == "healthy"
+    first = ps(pod_env, "p")["h"]
+    r = pod_env.run("healthcheck", "run", "p", "h")
+    assert (r.returncode, r.stdout) == (0, "healthy\n")
+    flag.unlink()
+    r = pod_env.run("healthcheck", "run", "p", "h")
+    assert r.returncode == 1
+    m = until("a restart", lambda: (m := ps(pod_env, "p")["h"])["restarts"] >= 1 and m)
+    assert m["last_status"] == "killed (SIGKILL)" and m["pid"] != first["pid"]
+    state = json.loads((pod_env.root / "pods" / "p" / "health" / "h.json").read_text())
+    assert state["log"][-1]["exit_code"] == 1 and "No such file" in state["log"][-1]["output"]
+    flag.write_text("")
+    pod_env.run("wait", "--condition", "healthy", "--timeout", "10", "p", "h", check=True)
+
+
+def test_a_killed_monitor_is_replaced_by_the_next_verb(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    pod_env.run("join", "-d", "--name", "a", "--restart", "always", "p", "--", "sleep", "60",
+                check=True)
+    mon = until("a monitor", lambda: monitor_pid(pod_env, "p"))
+    first = until("running", lambda: ps(pod_env, "p")["a"]["state"] == "running"
+                  and ps(pod_env, "p")["a"])
+    os.kill(mon, signal.SIGKILL)
+    until("monitor gone", lambda: not live_pids([mon]))
+    os.kill(first["pid"], signal.SIGKILL)  # while no monitor runs
+    time.sleep(0.5)
+    # ps notices, starts a monitor, which restarts the member: once
+    again = until("restarted", lambda: (m := ps(pod_env, "p")["a"])["state"] == "running"
+                  and m["pid"] != first["pid"] and m)
+    assert again["restarts"] == 1
+    assert monitor_pid(pod_env, "p") not in (0, mon)
+    time.sleep(0.5)
+    assert ps(pod_env, "p")["a"]["restarts"] == 1
+
+
+def test_restart_and_health_need_detach(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    r = pod_env.run("join", "--restart", "always", "p", "--", "true")
+    assert r.returncode == 2 and r.stderr == "nspod: join: --restart and --health-cmd need -d\n"
+    r = pod_env.run("join", "-d", "--restart", "sometimes", "p", "--", "true")
+    assert r.returncode == 2 and "--restart" in r.stderr
+    r = pod_env.run("join", "-d", "--health-retries", "2", "p", "--", "true")
+    assert r.returncode == 2 and "need --health-cmd" in r.stderr
