@@ -1,25 +1,75 @@
-"""Verbs of members that come back: wait, healthcheck; what join's --restart, --health-* mean.
+"""Verbs of members that come back (wait, healthcheck) and join's --restart, --health-*.
 
-cli.py imports this only for these verbs (and --help), and join_extras only when
-join is given one of the options (cli.LIFECYCLE_OPTS): join must start fast.
+Imported by cli with every verb table: it imports nothing but args and errors,
+and the handlers import what they need when they run (join must start fast).
 """
 
 from __future__ import annotations
 
 from nspod.args import Opt, Parsed, Verb
-from nspod.cli import _duration
 from nspod.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
 CODES = "exit codes: 0 success; 2 bad usage; 125 nspod failed (no such pod, timed out, ...)"
 
 
+def _restart(value: str) -> str:
+    from nspod.policy import parse_restart
+
+    return parse_restart(value)
+
+
+def _duration(value: str) -> float:
+    from nspod.policy import parse_duration
+
+    return parse_duration(value)
+
+
+def _retries(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{value!r} is not a count >= 1")
+    return int(value)
+
+
+JOIN_OPTS = (  # join's: verbs.py adds them to its table
+    Opt(("--restart",), "restart", "with -d: no (default), on-failure[:N], always, "
+        "unless-stopped", "POLICY", convert=_restart),
+    Opt(("--health-cmd",), "health_cmd", "with -d: a shell command run in the member's "
+        "namespaces and root; exit 0 means healthy", "CMD"),
+    Opt(("--health-interval",), "health_interval", "time between checks (default 30s)", "D",
+        convert=_duration),
+    Opt(("--health-retries",), "health_retries", "failures in a row that make it unhealthy "
+        "(default 3)", "N", convert=_retries),
+    Opt(("--health-start-period",), "health_start_period", "failures this soon after the "
+        "start do not count (default 0s)", "D", convert=_duration),
+    Opt(("--health-timeout",), "health_timeout", "a check running longer fails (default 30s)",
+        "D", convert=_duration),
+    Opt(("--health-on-failure",), "health_on_failure", "when it turns unhealthy: none "
+        "(default), kill, restart", "ACTION"),
+)
+JOIN_HELP = """\
+--restart and --health-* need -d. A member that ends is started again per its
+policy, with the same spec, after a backoff (100 ms doubling to 60 s, reset
+after 10 s of running); never after `nspod stop` of the pod or `nspod kill` of
+the member with KILL, TERM, INT or QUIT. A per-pod monitor does it (ps shows
+RESTARTS and HEALTH)."""
+
+
+JOIN_HELP = """\
+--restart and --health-* need -d. A member that ends is started again per its
+policy, with the same spec, after a backoff (100 ms doubling to 60 s, reset
+after 10 s of running); never after `nspod stop` of the pod or `nspod kill` of
+the member with KILL, TERM, INT or QUIT. A per-pod monitor does it (ps shows
+RESTARTS and HEALTH)."""
+
+
 def join_extras(a: Parsed) -> dict[str, Any]:
     """JoinSpec keywords from the options above; usage errors when they don't fit."""
+    if all(a.values[o.dest] is None for o in JOIN_OPTS):
+        return {}  # the usual join: nothing more to import
     from nspod import policy
 
     out: dict[str, Any] = {}
@@ -38,22 +88,24 @@ def join_extras(a: Parsed) -> dict[str, Any]:
     return out
 
 
-def cmd_wait(a: Parsed, root: str) -> int:
+def cmd_wait(a: Parsed, root: str | None) -> int:
     from nspod import wait
+    from nspod.handlers import state_root
 
-    for code in wait.wait(root, a.pod, a.name, a.condition, a.timeout):
+    for code in wait.wait(state_root(root), a.pod, a.name, a.condition, a.timeout):
         print(code)
     return 0
 
 
-def cmd_healthcheck(a: Parsed, root: str) -> int:
+def cmd_healthcheck(a: Parsed, root: str | None) -> int:
     from nspod import health, member
+    from nspod.handlers import state_root
 
     if a.action != "run":
         raise UsageError(f"healthcheck: unknown action {a.action!r} (use: run)")
     if not a.name:
         raise UsageError("healthcheck run: missing NAME")
-    pod = member.Pod(root, a.pod)
+    pod = member.Pod(state_root(root), a.pod)
     member._ensure_monitor(pod)
     code, state = health.run_once(pod, member.find_member(pod, a.name))
     print(state["status"])
@@ -75,6 +127,7 @@ VERBS = (
         "code for stopped (a member its policy will run again is not stopped), 0\n"
         "otherwise. Without, waits for the pod (healthy: every member with a health\n"
         "check is healthy) and prints nothing.\n" + CODES,
+        run=cmd_wait,
     ),
     Verb(
         "healthcheck",
@@ -82,10 +135,8 @@ VERBS = (
         ("ACTION", "POD", "NAME?"),
         (),
         details="usage: nspod healthcheck run POD NAME. Prints the member's health after the\n"
-        "check (healthy, unhealthy, starting); the result is kept as the monitor's are.",
+        "check (healthy, unhealthy, starting); the result is kept as the monitor's are.\n"
+        "exit codes: 0 the check passed; 1 it failed; 2 bad usage; 125 nspod failed",
+        run=cmd_healthcheck,
     ),
 )
-COMMANDS: dict[str, Callable[[Parsed, str], int]] = {
-    "wait": cmd_wait,
-    "healthcheck": cmd_healthcheck,
-}

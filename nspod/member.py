@@ -15,14 +15,14 @@ import select
 import time
 
 from nspod import lean, spawn
-from nspod.errors import NoSuchPod, NspodError, PodNotRunning, UsageError, os_reason
+from nspod import syscalls as sc
+from nspod.errors import NoSuchPod, NspodError, PodNotRunning, os_reason
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from typing import Any
 
-NS_KINDS = ("ipc", "uts", "net", "pid", "mnt")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STOPPING_SIGNALS = (2, 3, 9, 15)  # INT, QUIT, KILL, TERM: a kill that means "stay down"
 
@@ -33,9 +33,7 @@ class Pod:
     __slots__ = ("name", "dir", "rec")
 
     def __init__(self, root: str, name: str) -> None:
-        if not lean.valid_name(name):
-            raise UsageError(f"invalid pod name {name!r}")
-        self.name = name
+        self.name = lean.check_name(name)
         self.dir = os.path.join(root, "pods", name)
         try:
             text = lean.read_text(os.path.join(self.dir, "pod.json"))
@@ -54,7 +52,7 @@ class Pod:
         return self.rec.get("state") == "running" and self.pause_alive()
 
     def ns(self) -> dict[str, str]:
-        return {k: p for k in NS_KINDS if os.path.exists(p := self.path("ns", k))}
+        return {k: p for k in sc.NS_KINDS if os.path.exists(p := self.path("ns", k))}
 
 
 def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
@@ -155,11 +153,9 @@ def _claim_name(pod: Pod, name: str) -> None:
 
 def join(root: str, spec: JoinSpec) -> tuple[str, int]:
     """Runs spec.argv in the pod. Returns (member name, exit code); detached: code 0 at start."""
-    if os.geteuid() != 0:
-        raise NspodError("join: must be run as root (try sudo)")
     pod = Pod(root, spec.pod)
-    if spec.name is not None and not lean.valid_name(spec.name):
-        raise UsageError(f"invalid member name {spec.name!r}")
+    if spec.name is not None:
+        lean.check_name(spec.name, "member name")
     if not pod.running():
         raise PodNotRunning(f'join pod "{pod.name}": pod is not running')
     try:
@@ -539,8 +535,7 @@ def _ensure_monitor(pod: Pod) -> None:
 
 
 def find_member(pod: Pod, name: str) -> dict[str, Any]:
-    if not lean.valid_name(name):
-        raise UsageError(f"invalid member name {name!r}")
+    lean.check_name(name, "member name")
     try:
         return lean.loads(lean.read_text(pod.path("members", f"{name}.json")))  # type: ignore[no-any-return]
     except (FileNotFoundError, ValueError):
