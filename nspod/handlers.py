@@ -100,14 +100,14 @@ def cmd_ps(a: Parsed, root: str | None) -> int:
 
 
 def cmd_logs(a: Parsed, root: str | None) -> int:
-    from nspod import member
+    from nspod import logread
 
     def out(stream: str, data: bytes) -> None:
         f = sys.stderr if stream == "stderr" else sys.stdout
         f.flush()
         os.write(f.fileno(), data)
 
-    member.logs(state_root(root), a.pod, a.name, a.follow, a.tail, a.timestamps, out)
+    logread.logs(state_root(root), a.pod, a.name, a.follow, a.tail, a.timestamps, out, a.since)
     return 0
 
 

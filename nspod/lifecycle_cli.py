@@ -28,6 +28,23 @@ def _duration(value: str) -> float:
     return parse_duration(value)
 
 
+def _log_size(value: str) -> int:
+    if value.strip() in ("0", "-1", "none"):
+        return 0  # unbounded, as podman's -1
+    from nspod.cgroups import parse_size
+
+    size = parse_size(value)
+    if size < LOG_MIN_SIZE:
+        raise ValueError(f"{value!r} is below the minimum of 32k (a log entry can be 16k)")
+    return size
+
+
+def _since(value: str) -> bytes:
+    from nspod.logread import parse_since
+
+    return parse_since(value)
+
+
 def _retries(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{value!r} is not a count >= 1")
@@ -49,17 +66,17 @@ JOIN_OPTS = (  # join's: verbs.py adds them to its table
         "D", convert=_duration),
     Opt(("--health-on-failure",), "health_on_failure", "when it turns unhealthy: none "
         "(default), kill, restart", "ACTION"),
+    Opt(("--log-max-size",), "log_max_size", "with -d: rotate the log past this size, keeping "
+        "one rotated file (default 10M; 0: unbounded)", "SIZE", convert=_log_size),
 )
-JOIN_HELP = """\
---restart and --health-* need -d. A member that ends is started again per its
-policy, with the same spec, after a backoff (100 ms doubling to 60 s, reset
-after 10 s of running); never after `nspod stop` of the pod or `nspod kill` of
-the member with KILL, TERM, INT or QUIT. A per-pod monitor does it (ps shows
-RESTARTS and HEALTH)."""
-
+LOGS_OPTS = (  # logs': verbs.py adds them to its table
+    Opt(("--since",), "since", "only lines since this time: a duration ago (10m), a unix "
+        "time or 2006-01-02T15:04:05Z", "TIME", convert=_since),
+)
+LOG_MIN_SIZE = 32 << 10
 
 JOIN_HELP = """\
---restart and --health-* need -d. A member that ends is started again per its
+--restart, --health-* and --log-max-size need -d. A member that ends is started again per its
 policy, with the same spec, after a backoff (100 ms doubling to 60 s, reset
 after 10 s of running); never after `nspod stop` of the pod or `nspod kill` of
 the member with KILL, TERM, INT or QUIT. A per-pod monitor does it (ps shows
@@ -79,8 +96,11 @@ def join_extras(a: Parsed) -> dict[str, Any]:
                                     a.health_on_failure)
     except ValueError as e:
         raise UsageError(f"join: {e}") from None
-    if (a.restart not in (None, "no") or health) and not a.detach:
-        raise UsageError("join: --restart and --health-cmd need -d")
+    if (a.restart not in (None, "no") or health or a.log_max_size is not None) \
+            and not a.detach:
+        raise UsageError("join: --restart, --health-cmd and --log-max-size need -d")
+    if a.log_max_size is not None:
+        out["log_max_size"] = a.log_max_size
     if a.restart is not None:
         out["restart"] = a.restart
     if health:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LOG_MAX_SIZE = 10 << 20  # a detached member's log: this, plus one rotated file of it
 STOPPING_SIGNALS = (2, 3, 9, 15)  # INT, QUIT, KILL, TERM: a kill that means "stay down"
 
 
@@ -67,7 +68,7 @@ def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
 class JoinSpec:
     __slots__ = ("pod", "argv", "env", "cwd", "detach", "name", "tty", "interactive",
                  "security", "user", "rootfs", "volumes", "read_only", "restart", "health",
-                 "carry")
+                 "carry", "log_max_size")
 
     def __init__(
         self,
@@ -87,6 +88,7 @@ class JoinSpec:
         restart: str = "no",  # policy.parse_restart
         health: dict[str, Any] | None = None,  # policy.health_spec
         carry: dict[str, Any] | None = None,  # a restart: fields kept from the run before
+        log_max_size: int = LOG_MAX_SIZE,  # 0: unbounded
     ) -> None:
         self.pod = pod
         self.argv = argv
@@ -104,6 +106,7 @@ class JoinSpec:
         self.restart = restart
         self.health = health
         self.carry = carry
+        self.log_max_size = log_max_size
 
     def to_record(self) -> dict[str, Any]:
         """What a restart or a start needs to run this member again, as JSON."""
@@ -112,6 +115,7 @@ class JoinSpec:
             "rootfs": self.rootfs, "volumes": [v.to_list() for v in self.volumes],
             "read_only": self.read_only,
             "security": self.security.to_spec() if self.security is not None else None,
+            "log_max_size": self.log_max_size,
         }
 
     @classmethod
@@ -126,7 +130,7 @@ class JoinSpec:
                    user=s.get("user"), rootfs=s.get("rootfs"),
                    volumes=tuple(rootfs.Volume.from_list(v) for v in s.get("volumes", ())),
                    read_only=bool(s.get("read_only")), restart=rec.get("restart", "no"),
-                   health=rec.get("health"))
+                   health=rec.get("health"), log_max_size=int(s.get("log_max_size", LOG_MAX_SIZE)))
 
 
 def _generate_name(pod: Pod, argv0: str) -> str:
@@ -173,7 +177,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
     name = spec.name or _generate_name(pod, spec.argv[0])
     _claim_name(pod, name)
     records = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    log_fd = -1
+    log_fd = log_dir = -1
     master = slave = -1
     try:
         if spec.detach:
@@ -183,6 +187,9 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             log_fd = os.open(pod.path("logs", f"{name}.log"),
                              os.O_WRONLY | os.O_CREAT | os.O_APPEND | trunc | os.O_CLOEXEC,
                              0o640)
+            if trunc:
+                _unlink_quiet(pod.path("logs", f"{name}.log.1"))
+            log_dir = os.open(pod.path("logs"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         if spec.tty:
             master, slave = os.openpty()
         prepare, cgroup_fds = _prepare(pod, spec)
@@ -194,6 +201,9 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             prepare=prepare,
             detach=spec.detach,
             log_fd=log_fd,
+            log_dir_fd=log_dir,
+            log_name=f"{name}.log",
+            log_max=spec.log_max_size,
             tty=slave,
         )
         terminal = _Terminal(master, spec.interactive) if spec.tty else None
@@ -254,8 +264,9 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
         return name, spawn.exit_code(status)
     finally:
         os.close(records)
-        if log_fd >= 0:
-            os.close(log_fd)
+        for fd in (log_fd, log_dir):
+            if fd >= 0:
+                os.close(fd)
         if master >= 0:
             os.close(master)
 
@@ -305,6 +316,13 @@ def _oom_kills(pod: Pod) -> int | None:
     from nspod import cgroups
 
     return cgroups.oom_kills(pod.rec.get("spec", {}).get("cgroups") or [])
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _drop_record(pod: Pod, name: str) -> None:
@@ -540,94 +558,6 @@ def find_member(pod: Pod, name: str) -> dict[str, Any]:
         return lean.loads(lean.read_text(pod.path("members", f"{name}.json")))  # type: ignore[no-any-return]
     except (FileNotFoundError, ValueError):
         raise NspodError(f'pod "{pod.name}": no member "{name}"') from None
-
-
-# -- logs -------------------------------------------------------------------------
-
-
-def logs(
-    root: str,
-    pod_name: str,
-    name: str,
-    follow: bool,
-    tail: int | None,
-    timestamps: bool,
-    out: Callable[[str, bytes], None],
-) -> None:
-    """Writes the member's log: out('stdout' | 'stderr', bytes)."""
-    pod = Pod(root, pod_name)
-    rec = find_member(pod, name)
-    if not rec.get("detached"):
-        raise NspodError(
-            f'logs: member "{name}" ran in the foreground: its output went to its terminal')
-    path = pod.path("logs", f"{name}.log")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NspodError(f'logs: no log for member "{name}"') from None
-    try:
-        data = b""
-        while chunk := os.read(fd, 1 << 20):
-            data += chunk
-        lines, rest = _split(data)
-        if tail is not None:
-            lines = lines[-tail:] if tail > 0 else []
-        for line in lines:
-            _emit(line, timestamps, out)
-        if not follow:
-            return
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if chunk:
-                lines, rest = _split(rest + chunk)
-                for line in lines:
-                    _emit(line, timestamps, out)
-                continue
-            if _logger_done(pod, rec):
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    return
-                rest += chunk
-                continue
-            time.sleep(0.05)
-    finally:
-        os.close(fd)
-
-
-def _logger_done(pod: Pod, rec: dict[str, Any]) -> bool:
-    """The logger exits once every writer of the member's output is gone."""
-    if not pod.pause_alive():
-        return True
-    lp = rec.get("logger_pid", 0)
-    if not lp:
-        return member_state(pod, rec)[0] != "running"
-    try:
-        fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    try:
-        return spawn.read_exit_record(fd, lp) is not None
-    finally:
-        os.close(fd)
-
-
-def _split(data: bytes) -> tuple[list[bytes], bytes]:
-    *lines, rest = data.split(b"\n")
-    return lines, rest
-
-
-def _emit(line: bytes, timestamps: bool, out: Callable[[str, bytes], None]) -> None:
-    """One CRI log line: TIME STREAM F|P CONTENT."""
-    parts = line.split(b" ", 3)
-    if len(parts) < 3:
-        return
-    ts, stream, tag = parts[0], parts[1].decode(), parts[2]
-    content = parts[3] if len(parts) == 4 else b""
-    if tag == b"F":
-        content += b"\n"
-    if timestamps:
-        content = ts + b" " + content
-    out(stream, content)
 
 
 # -- kill -------------------------------------------------------------------------

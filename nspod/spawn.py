@@ -193,7 +193,8 @@ def kill_and_forget(pid: int) -> None:
 
 
 class MemberSpec:
-    __slots__ = ("argv", "env", "cwd", "ns", "prepare", "detach", "log_fd", "tty")
+    __slots__ = ("argv", "env", "cwd", "ns", "prepare", "detach", "log_fd", "tty", "log_dir_fd",
+                 "log_name", "log_max")
 
     def __init__(
         self,
@@ -207,6 +208,9 @@ class MemberSpec:
         detach: bool = False,  # stdin /dev/null, stdout/stderr to the logger
         log_fd: int = -1,  # the log file, for detach
         tty: int = -1,  # a pty slave to be P's terminal and stdio
+        log_dir_fd: int = -1,  # the log's directory, for the logger to rotate in
+        log_name: str = "",  # the log's name in it
+        log_max: int = 0,  # rotate past this many bytes (0: never)
     ) -> None:
         self.argv = list(argv)
         self.env = env
@@ -216,6 +220,9 @@ class MemberSpec:
         self.detach = detach
         self.log_fd = log_fd
         self.tty = tty
+        self.log_dir_fd = log_dir_fd
+        self.log_name = log_name
+        self.log_max = log_max
 
 
 class Member:
@@ -316,7 +323,7 @@ def _member_x(spec: MemberSpec, sock: _socket.socket) -> None:
             err_r, err_w = os.pipe()
             lg = os.fork()
             if lg == 0:
-                _exec_logger(out_r, err_r, spec.log_fd)
+                _exec_logger(out_r, err_r, spec)
             os.close(out_r)
             os.close(err_r)
             sock.send(b"L%d" % lg)
@@ -328,17 +335,23 @@ def _member_x(spec: MemberSpec, sock: _socket.socket) -> None:
     os._exit(0)
 
 
-def _exec_logger(out_r: int, err_r: int, log_fd: int) -> None:
+def _exec_logger(out_r: int, err_r: int, spec: MemberSpec) -> None:
     try:
         os.dup2(out_r, 0)
-        os.dup2(log_fd, 1)
+        os.dup2(spec.log_fd, 1)
         os.dup2(err_r, 3)
         null = os.open("/dev/null", os.O_WRONLY)
         os.dup2(null, 2)
-        os.closerange(4, 65536)
+        argv = ["nspod-logger"]
+        if spec.log_max and spec.log_dir_fd >= 0:
+            os.dup2(spec.log_dir_fd, 4)  # csrc/logger.c rotates in it
+            argv += ["-s", str(spec.log_max), spec.log_name]
+            os.closerange(5, 65536)
+        else:
+            os.closerange(4, 65536)
         os.setsid()
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        os.execve(LOGGER_BIN, ["nspod-logger"], {})
+        os.execve(LOGGER_BIN, argv, {})
     finally:
         os._exit(127)
 

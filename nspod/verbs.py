@@ -87,9 +87,11 @@ VERBS = (
         "Print a detached member's output: its stdout to stdout, its stderr to stderr.",
         ("POD", "NAME"),
         (
-            Opt(("-f", "--follow"), "follow", "keep printing until the member ends"),
+            Opt(("-f", "--follow"), "follow", "keep printing until the member ends and its "
+                "policy will not run it again"),
             Opt(("--tail",), "tail", "only the last N lines", "N", convert=o.count),
             Opt(("--timestamps",), "timestamps", "prefix each line with its time"),
+            *lc.LOGS_OPTS,
         ),
         details=o.EXIT_CODES,
         run=h.cmd_logs,

@@ -181,8 +181,54 @@ def test_a_killed_monitor_is_replaced_by_the_next_verb(pod_env: PodEnv) -> None:
 def test_restart_and_health_need_detach(pod_env: PodEnv) -> None:
     pod_env.create("--net", "none", "p")
     r = pod_env.run("join", "--restart", "always", "p", "--", "true")
-    assert r.returncode == 2 and r.stderr == "nspod: join: --restart and --health-cmd need -d\n"
+    assert r.returncode == 2
+    assert r.stderr == "nspod: join: --restart, --health-cmd and --log-max-size need -d\n"
     r = pod_env.run("join", "-d", "--restart", "sometimes", "p", "--", "true")
     assert r.returncode == 2 and "--restart" in r.stderr
     r = pod_env.run("join", "-d", "--health-retries", "2", "p", "--", "true")
     assert r.returncode == 2 and "need --health-cmd" in r.stderr
+
+
+def test_logs_rotate_within_twice_the_bound_and_keep_whole_lines(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    # 10 MB, in lines of 50 bytes and a few of 20 kB (longer than the logger's buffer)
+    prog = ("import sys\n"
+            "for i in range(200000):\n"
+            "    sys.stdout.write('line %06d %s\\n' % (i, 'x' * 38))\n"
+            "    if i % 50000 == 0: sys.stdout.write('y' * 20000 + '\\n')\n")
+    pod_env.run("join", "-d", "--name", "big", "--log-max-size", "64k", "p", "--",
+                "python3", "-c", prog, check=True)
+    assert pod_env.run("wait", "--timeout", "60", "p", "big", check=True).stdout == "0\n"
+    logs = pod_env.root / "pods" / "p" / "logs"
+    sizes = {f.name: f.stat().st_size for f in logs.iterdir()}
+    assert set(sizes) == {"big.log", "big.log.1"}, sizes
+    assert sum(sizes.values()) <= 2 * 64 * 1024, sizes
+    out = pod_env.run("logs", "p", "big", check=True).stdout.splitlines()
+    numbers = [int(line.split()[1]) for line in out if line.startswith("line ")]
+    assert numbers[-1] == 199999
+    # what is kept is whole and in order: no line lost or cut at a rotation
+    assert numbers == list(range(numbers[0], 200000))
+    assert all(line == f"line {n:06d} {'x' * 38}" for line, n in
+               zip([ln for ln in out if ln.startswith("line ")], numbers, strict=True))
+    tail = pod_env.run("logs", "--tail", "2", "p", "big", check=True).stdout
+    assert tail == f"line 199998 {'x' * 38}\nline 199999 {'x' * 38}\n"
+
+
+def test_logs_follow_and_since_across_restarts(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    follow = None
+    try:
+        pod_env.run("join", "-d", "--name", "r", "--restart", "on-failure:2", "p", "--",
+                    "sh", "-c", "echo run; sleep 0.3; exit 1", check=True)
+        follow = pod_env.popen("logs", "-f", "p", "r", stdout=-1)
+        out, _ = follow.communicate(timeout=20)
+        assert follow.returncode == 0
+        assert out == "run\n" * 3  # -f stays through both restarts, ends with the last run
+        assert ps(pod_env, "p")["r"]["restarts"] == 2
+        assert pod_env.run("logs", "--since", "1m", "p", "r", check=True).stdout == "run\n" * 3
+        assert pod_env.run("logs", "--since", "2099-01-01T00:00:00Z", "p", "r",
+                           check=True).stdout == ""
+    finally:
+        if follow is not None and follow.poll() is None:
+            follow.kill()
+            follow.wait()
