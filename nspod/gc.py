@@ -9,7 +9,7 @@ import contextlib
 import os
 import time
 
-from nspod import cgroups, podnet, spawn
+from nspod import cgroups, persist, podnet, spawn
 from nspod.errors import NoSuchPod, NspodError
 from nspod.lean import proc_start
 from nspod.poddir import (
@@ -123,6 +123,7 @@ def gc(store: Store) -> list[str]:
         for name, pdir, rec in dead:
             with contextlib.suppress(NspodError):
                 cgroups.remove(cgroup_dirs(store, rec, name))
+            persist.forget_dead(store, name)
             remove_tree(pdir)
             removed.append(name)
     # cgroups of pods whose directory is gone (a create killed before it made one)

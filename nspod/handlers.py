@@ -112,9 +112,9 @@ def cmd_logs(a: Parsed, root: str | None) -> int:
 
 
 def cmd_start(a: Parsed, root: str | None) -> int:
-    from nspod import pod
+    from nspod.lifecycle_cli import start
 
-    return _each(a, root, pod.start_pod)
+    return start(a, _store(root))
 
 
 def cmd_restart(a: Parsed, root: str | None) -> int:

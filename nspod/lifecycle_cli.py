@@ -108,6 +108,50 @@ def join_extras(a: Parsed) -> dict[str, Any]:
     return out
 
 
+START_OPTS = (
+    Opt(("-a", "--all"), "all", "every pod and member that should run (at boot)"),
+    Opt(("--filter",), "filter", "with --all: only members of this policy (always or "
+        "unless-stopped) and their pods", "restart-policy=POLICY"),
+)
+START_HELP = """\
+A stopped pod's detached members that were running when it stopped run again,
+with their restart counts kept. After a reboot, a pod is made again from what
+was kept under $NSPOD_STORAGE (/var/lib/nspod): `start NAME` whatever its
+state; `start --all` every pod not stopped by the user, with its members of
+policy always, or unless-stopped when the user did not stop them."""
+
+
+def start(a: Parsed, store: Any) -> int:
+    """start POD..., start --all [--filter restart-policy=P]."""
+    from nspod import persist, pod
+    from nspod.errors import NoSuchPod
+
+    policy = None
+    if a.filter is not None:
+        key, _, policy = a.filter.partition("=")
+        if key != "restart-policy" or policy not in persist.AT_BOOT:
+            raise UsageError(f"start: --filter {a.filter!r}: use restart-policy=always or "
+                             "restart-policy=unless-stopped")
+        if not a.all:
+            raise UsageError("start: --filter needs --all")
+    if a.all:
+        if a.pod:
+            raise UsageError("start: --all takes no POD")
+        for name in persist.start_all(store, policy):
+            print(name)
+        return 0
+    if not a.pod:
+        raise UsageError("start: missing POD (or --all)")
+    for name in a.pod:
+        try:
+            pod.start_pod(store, name)
+        except NoSuchPod:
+            if not persist.restore(store, name):  # lost with the state root: a reboot
+                raise
+        print(name)
+    return 0
+
+
 def cmd_wait(a: Parsed, root: str | None) -> int:
     from nspod import wait
     from nspod.handlers import state_root

@@ -145,10 +145,10 @@ def _done(pod: member.Pod, name: str) -> bool:
     status, _ = member.run_status(pod, rec)
     if status is None or policy.will_restart(rec, status):
         return False
-    return _logger_done(pod, rec)
+    return logger_done(pod, rec)
 
 
-def _logger_done(pod: member.Pod, rec: dict[str, Any]) -> bool:
+def logger_done(pod: member.Pod, rec: dict[str, Any]) -> bool:
     """The logger exits once every writer of the member's output is gone."""
     lp = rec.get("logger_pid", 0)
     if not lp:

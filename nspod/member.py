@@ -118,6 +118,13 @@ class JoinSpec:
             "log_max_size": self.log_max_size,
         }
 
+    def to_record_fields(self) -> dict[str, Any]:
+        """The record's fields a restart or a reboot reads (persist.save_member)."""
+        out = {"spec": self.to_record(), "restart": self.restart, "detached": self.detach}
+        if self.health:
+            out["health"] = self.health
+        return out
+
     @classmethod
     def from_record(cls, pod: str, name: str, rec: dict[str, Any]) -> JoinSpec:
         """The detached member named by rec, to be run again (restart, start)."""
@@ -248,6 +255,11 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 os.close(fd)
         if spec.detach:
             os.close(member.pidfd)
+            if spec.restart != "no":
+                from nspod import persist  # only members that come back after a reboot
+
+                persist.save_member(pod.dir, {**spec.to_record_fields(), "name": name,
+                                              "started": started, **(spec.carry or {})})
             if spec.carry is None and (spec.restart != "no" or spec.health):
                 from nspod import monitor  # only members that ask for one
 
@@ -594,6 +606,9 @@ def kill_member(root: str, pod_name: str, name: str, sig: int) -> None:
                 rec["user_stopped"] = True
                 lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec),
                                   sync=False)
+                from nspod import persist
+
+                persist.save_member(pod.dir, rec)  # unless-stopped stays down after a reboot
             _kill_run(pod, name, rec, sig)
         return
     _kill_run(pod, name, rec, sig)

@@ -133,6 +133,10 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
         _launch(store, rec, undo)
         store.save(rec)
         checkpoint("record")
+        from nspod import persist
+
+        persist.save_pod(store, rec, "running")
+        undo.callback(persist.forget, store, name)
         undo.pop_all()
     return rec
 
@@ -216,8 +220,9 @@ def start_pod(store: Store, name: str) -> PodRecord:
             _launch(store, rec, undo)
             store.save(rec)
             undo.pop_all()
-    from nspod import monitor
+    from nspod import monitor, persist
 
+    persist.save_pod(store, rec, "running")
     monitor.on_start(pdir)  # the members stop ended, and their monitor
     return rec
 
@@ -244,6 +249,9 @@ def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
             rec.state = "stopped"
             rec.finished = time.time()
         store.save(rec)
+        from nspod import persist
+
+        persist.save_pod(store, rec, "stopped")  # a user's stop outlives a reboot
         return rec
 
 
@@ -257,7 +265,7 @@ def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> N
         pdir = store.pod_dir(name)
         if not os.path.exists(os.path.join(pdir, "pod.json")):
             raise NoSuchPod(f'pod "{name}": no such pod')
-        from nspod import monitor
+        from nspod import monitor, persist
 
         monitor.kill(pdir)
         unmount_all(pdir)
@@ -265,6 +273,7 @@ def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> N
         podnet.release(store, [(name, rec.net)])
         # before the state: a cgroup still busy leaves the pod for another rm to retry
         cgroups.remove(cgroup_dirs(store, rec, name))
+        persist.forget(store, name)
         remove_tree(pdir)
 
 

@@ -96,8 +96,9 @@ VERBS = (
         details=o.EXIT_CODES,
         run=h.cmd_logs,
     ),
-    Verb("start", "Start stopped pods again: new pause, same name and spec.", ("POD...",), (),
-         details=o.EXIT_CODES, run=h.cmd_start),
+    Verb("start", "Start stopped pods again: new pause, same name and spec, the same members.",
+         ("POD*",), lc.START_OPTS, details=lc.START_HELP + "\n" + o.EXIT_CODES,
+         run=h.cmd_start),
     Verb("restart", "Stop pods, then start them again.", ("POD...",), (o.TIME_OPT,),
          details=o.EXIT_CODES, run=h.cmd_restart),
     Verb(

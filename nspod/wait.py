@@ -12,6 +12,7 @@ from nspod import lean, member, policy, spawn
 from nspod.errors import NspodError, UsageError
 
 CONDITIONS = ("stopped", "running", "healthy")
+LOG_DRAIN = 2.0  # seconds stopped waits for the logger after the member ended
 
 
 class WaitTimeout(NspodError):
@@ -23,7 +24,7 @@ def _member_now(pod: member.Pod, name: str, condition: str) -> int | None:
     rec = member.find_member(pod, name)
     if "pod_pid" not in rec:
         return None  # claimed, not started yet
-    status, _ = member.run_status(pod, rec)
+    status, finished = member.run_status(pod, rec)
     if condition == "running":
         return 0 if status is None else None
     if condition == "healthy":
@@ -36,6 +37,11 @@ def _member_now(pod: member.Pod, name: str, condition: str) -> int | None:
         return None
     if pod.running() and policy.will_restart(rec, status):
         return None  # it will run again
+    from nspod.logread import logger_done
+
+    if pod.pause_alive() and time.time() - (finished or 0) < LOG_DRAIN and \
+            not logger_done(pod, rec):
+        return None  # its last output is on its way to the log (unless a child keeps it)
     return spawn.exit_code(status)
 
 

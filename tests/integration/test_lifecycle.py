@@ -2,12 +2,15 @@
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
-from conftest import PodEnv, live_pids
+from conftest import PodEnv, live_pids, pauses_under, pod_cgroups
 
 pytestmark = pytest.mark.root
 
@@ -232,3 +235,87 @@ def test_logs_follow_and_since_across_restarts(pod_env: PodEnv) -> None:
         if follow is not None and follow.poll() is None:
             follow.kill()
             follow.wait()
+
+
+def _power_cut(e: PodEnv) -> None:
+    """What a power cut does: every process of the pods SIGKILLed, the kernel's
+    objects gone (namespaces, veths, rules, cgroups), the tmpfs state root empty."""
+    pods = e.root / "pods"
+    for pdir in pods.iterdir():
+        pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and _pid_ns_is(int(p.name), pdir / "ns" / "pid")]
+        pids.append(monitor_pid(e, pdir.name))
+        for pid in pids:
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    until("all dead", lambda: not any(live_pids([p]) for p in pauses_under(e.root)))
+    for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
+        if line.split()[1].startswith(str(e.root) + "/"):
+            subprocess.run(["umount", "-l", line.split()[1]], check=False)
+    links = subprocess.run(["ip", "-o", "link", "show", "master", e.bridge],
+                           capture_output=True, text=True).stdout
+    for line in links.splitlines():
+        subprocess.run(["ip", "link", "del", line.split(": ")[1].split("@")[0]], check=False)
+    subprocess.run(["nft", "delete", "table", "ip", e.table], check=False)
+    for d in pod_cgroups(e.root):
+        until(f"{d} empty", lambda d=d: _rmdir(d))
+    shutil.rmtree(e.root)
+    e.root.mkdir()
+
+
+def _pid_ns_is(pid: int, pin: Path) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}/ns/pid").st_ino == pin.stat().st_ino
+    except OSError:
+        return False
+
+
+def _rmdir(d: Path) -> bool:
+    try:
+        d.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def test_power_cut_then_start_all_gives_back_what_should_run(pod_env: PodEnv) -> None:
+    port = 20000 + (os.getpid() + 7) % 20000
+    www = Path(f"{pod_env.root}-www")
+    www.mkdir()
+    try:
+        (www / "index.html").write_text("back again\n")
+        pod_env.create("-p", f"{port}:8000", "p")
+        pod_env.run("join", "-d", "--name", "web", "--restart", "always", "--health-cmd",
+                    "python3 -c 'import urllib.request as u; u.urlopen(\"http://127.0.0.1:8000/\")'",
+                    "p", "--", "python3", "-m", "http.server", "-d", str(www), "8000", check=True)
+        pod_env.run("join", "-d", "--name", "us", "--restart", "unless-stopped", "p", "--",
+                    "sleep", "60", check=True)
+        pod_env.run("join", "-d", "--name", "once", "p", "--", "sleep", "60", check=True)
+        pod_env.run("kill", "p", "us", check=True)  # the user's: stays down, after a reboot too
+        pod_env.create("--net", "none", "q")
+        pod_env.run("join", "-d", "--name", "a", "--restart", "always", "q", "--", "sleep", "60",
+                    check=True)
+        pod_env.run("stop", "-t", "1", "q", check=True)  # the user's stop: remembered
+        pod_env.run("wait", "--condition", "healthy", "--timeout", "20", "p", "web", check=True)
+
+        _power_cut(pod_env)
+        assert pod_env.run("ls", "-q", check=True).stdout == ""
+
+        r = pod_env.run("start", "--all", check=True)
+        assert r.stdout == "p\n"
+        assert pod_env.run("ls", "-q", check=True).stdout == "p\n"
+        members = ps(pod_env, "p")
+        assert set(members) == {"web"}  # not "us" (stopped by the user), not "once" (no policy)
+        pod_env.run("wait", "--condition", "healthy", "--timeout", "20", "p", "web", check=True)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+            assert resp.read() == b"back again\n"
+        # the stopped pod comes back when the user starts it, with its member
+        assert pod_env.run("start", "q", check=True).stdout == "q\n"
+        assert ps(pod_env, "q")["a"]["state"] == "running"
+    finally:
+        shutil.rmtree(www, ignore_errors=True)
