@@ -112,6 +112,8 @@ START_OPTS = (
     Opt(("-a", "--all"), "all", "every pod and member that should run (at boot)"),
     Opt(("--filter",), "filter", "with --all: only members of this policy (always or "
         "unless-stopped) and their pods", "restart-policy=POLICY"),
+    Opt(("--ignore-running",), "ignore_running", "a pod already running is no error "
+        "(systemd units)"),
 )
 START_HELP = """\
 A stopped pod's detached members that were running when it stopped run again,
@@ -123,7 +125,7 @@ policy always, or unless-stopped when the user did not stop them."""
 
 def start(a: Parsed, store: Any) -> int:
     """start POD..., start --all [--filter restart-policy=P]."""
-    from nspod import persist, pod
+    from nspod import gc, persist, pod
     from nspod.errors import NoSuchPod
 
     policy = None
@@ -144,11 +146,24 @@ def start(a: Parsed, store: Any) -> int:
         raise UsageError("start: missing POD (or --all)")
     for name in a.pod:
         try:
+            if a.ignore_running and gc.get(store, name).state == "running":
+                print(name)
+                continue
             pod.start_pod(store, name)
         except NoSuchPod:
             if not persist.restore(store, name):  # lost with the state root: a reboot
                 raise
         print(name)
+    return 0
+
+
+def cmd_generate(a: Parsed, root: str | None) -> int:
+    from nspod import systemd
+    from nspod.handlers import _store
+
+    if a.what != "systemd":
+        raise UsageError(f"generate: {a.what!r}: only systemd")
+    print(systemd.pod_unit(_store(root), a.pod)[1], end="")
     return 0
 
 
@@ -177,6 +192,16 @@ def cmd_healthcheck(a: Parsed, root: str | None) -> int:
 
 
 VERBS = (
+    Verb(
+        "generate",
+        "Print a systemd unit that starts and stops a pod (generate systemd POD).",
+        ("WHAT", "POD"),
+        (),
+        details="The unit names the pod's state root and storage root, runs `nspod start\n"
+        "--ignore-running POD` (which makes the pod again after a reboot) and `nspod stop\n"
+        "POD`. Save it as /etc/systemd/system/nspod-pod-POD.service and enable it.\n" + CODES,
+        run=cmd_generate,
+    ),
     Verb(
         "wait",
         "Wait until a pod, or members of it, are stopped, running or healthy.",

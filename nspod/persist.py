@@ -101,6 +101,11 @@ def _load(path: str) -> dict[str, Any] | None:
         return None
 
 
+def saved(root: str, name: str) -> dict[str, Any] | None:
+    """The stored pod, or None."""
+    return _load(os.path.join(_pod_dir(root, name), "pod.json"))
+
+
 def saved_names(root: str) -> list[str]:
     try:
         return sorted(e.name for e in os.scandir(_root_dir(root))

@@ -319,3 +319,24 @@ def test_power_cut_then_start_all_gives_back_what_should_run(pod_env: PodEnv) ->
         assert ps(pod_env, "q")["a"]["state"] == "running"
     finally:
         shutil.rmtree(www, ignore_errors=True)
+
+
+def test_generate_systemd_names_the_roots_and_verifies(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    unit = pod_env.run("generate", "systemd", "p", check=True).stdout
+    assert f"--root {os.path.realpath(pod_env.root)} start --ignore-running p" in unit
+    assert f'Environment=NSPOD_STORAGE="{os.path.realpath(pod_env.storage)}"' in unit
+    assert pod_env.run("generate", "systemd", "nope").returncode == 125
+    assert pod_env.run("start", "--ignore-running", "p", check=True).stdout == "p\n"
+    assert pod_env.run("start", "p").returncode == 125
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    path = Path(f"{pod_env.root}-unit") / "nspod-pod-p.service"
+    path.parent.mkdir()
+    try:
+        path.write_text(unit)
+        r = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr
+    finally:
+        shutil.rmtree(path.parent)
