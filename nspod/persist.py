@@ -16,7 +16,6 @@ unless-stopped and not stopped by the user.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -39,10 +38,11 @@ def boot_id() -> str:
 
 
 def _root_dir(root: str) -> str:
-    from nspod.cgroups import root_key
+    """The state root's directory in storage (the key cgroups.root_key gives it)."""
     from nspod.store import storage_root
 
-    return os.path.join(storage_root(), "pods", root_key(root))
+    key = lean.sha256_hex(os.path.realpath(root).encode())[:10]
+    return os.path.join(storage_root(), "pods", key)
 
 
 def _pod_dir(root: str, name: str) -> str:
@@ -138,13 +138,15 @@ def _create_spec(saved: dict[str, Any]):  # type: ignore[no-untyped-def]
         read_only=bool(s.get("read_only")))
 
 
-@contextlib.contextmanager
-def _net_env(saved: dict[str, Any]):  # type: ignore[no-untyped-def]
-    """The bridge, subnet and table the pod was made with (the boot unit has none set)."""
+def _create(store: Store, saved: dict[str, Any]) -> PodRecord:
+    """Makes the pod again, on the bridge, subnet and table it was made with
+    (the boot unit has none of them in its environment)."""
+    from nspod import pod
+
     old = {k: os.environ.get(k) for k in NET_ENV}
     os.environ.update(saved.get("env", {}))
     try:
-        yield
+        return pod.create(store, _create_spec(saved))
     finally:
         for k, v in old.items():
             if v is None:
@@ -167,7 +169,7 @@ def restore(store: Store, name: str, policy_filter: str | None = None,
     explicit: `start NAME` (runs it whatever "wanted" says); else start --all.
     Returns whether it made the pod.
     """
-    from nspod import member, monitor, pod
+    from nspod import member, monitor
 
     saved = _load(os.path.join(_pod_dir(store.root, name), "pod.json"))
     if saved is None:
@@ -178,8 +180,7 @@ def restore(store: Store, name: str, policy_filter: str | None = None,
     if not explicit and (saved.get("wanted") != "running" or
                          (policy_filter is not None and not members)):
         return False
-    with _net_env(saved):
-        rec = pod.create(store, _create_spec(saved))
+    rec = _create(store, saved)
     pdir = store.pod_dir(name)
     for m in members:
         spec = member.JoinSpec.from_record(name, m["name"], m)
@@ -195,7 +196,7 @@ def _forget_boot(store: Store, name: str) -> None:
     """A record from another boot: its pids mean nothing now, nothing of it runs."""
     from nspod import member
 
-    with contextlib.suppress(NspodError, OSError):
+    try:
         p = member.Pod(store.root, name)
         for rec, path in member._records(p):
             if "pod_pid" in rec and "status" not in rec:
@@ -205,6 +206,8 @@ def _forget_boot(store: Store, name: str) -> None:
         if rec2.state == "running":
             rec2.state, rec2.pid, rec2.pid_start = "exited", 0, 0
             store.save(rec2)
+    except (NspodError, OSError):
+        pass
 
 
 def start_all(store: Store, policy_filter: str | None = None) -> list[str]:
