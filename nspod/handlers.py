@@ -211,9 +211,11 @@ def cmd_ls(a: Parsed, root: str | None) -> int:
 
 def cmd_inspect(a: Parsed, root: str | None) -> int:
     from nspod import gc, render
+    from nspod.health import members_view
 
     store = _store(root)
-    print(render.to_json([_view(store, gc.get(store, n)) for n in a.pod]))
+    print(render.to_json([{**_view(store, rec), "members": members_view(store.root, rec.name)}
+                          for rec in (gc.get(store, n) for n in a.pod)]))
     return 0
 
 

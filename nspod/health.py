@@ -242,6 +242,24 @@ def act(pod: Pod, rec: dict[str, Any], action: str) -> None:
             os.close(fd)
 
 
+def members_view(root: str, pod_name: str) -> list[dict[str, Any]]:
+    """inspect's members: ps's fields, and each health check's state and last results."""
+    from nspod import member
+
+    out = member.ps(root, pod_name)
+    pod = member.Pod(root, pod_name)
+    for m in out:
+        if "health" in m:
+            try:
+                rec = member.find_member(pod, m["name"])
+            except NspodError:
+                continue
+            state = load(pod, rec)
+            m["healthcheck"] = {"status": state["status"], "failing_streak": state["failing"],
+                                "log": state.get("log", [])}
+    return out
+
+
 def run_once(pod: Pod, rec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """`nspod healthcheck run`: one check now, recorded and acted on as the monitor would."""
     if not rec.get("health"):
