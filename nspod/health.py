@@ -200,7 +200,6 @@ def record(pod: Pod, rec: dict[str, Any], code: int, output: bytes, started: flo
              "output": output.decode(errors="replace")}
     state["log"] = (state.get("log", []) + [entry])[-policy.HEALTH_LOG:]
     state["last"] = started
-    state.pop("action", None)
     before = state["status"]
     if code == 0:
         state["failing"] = 0
@@ -216,30 +215,51 @@ def record(pod: Pod, rec: dict[str, Any], code: int, output: bytes, started: flo
     return state
 
 
+def pending_action(pod: Pod, rec: dict[str, Any]) -> str | None:
+    """The --health-on-failure action a result asked for and nobody has done yet."""
+    action = load(pod, rec).get("action")
+    return str(action) if action else None
+
+
 def act(pod: Pod, rec: dict[str, Any], action: str) -> None:
-    """--health-on-failure: kill the run (its policy decides), or restart it."""
+    """--health-on-failure: kill the run (its policy decides), or restart it.
+
+    The action stays in the health state until done (a monitor killed in
+    between does it on its next pass), and is done once: under the pod's
+    lock, for this run only, then cleared.
+    """
     from nspod import monitor
 
     path = pod.path("members", f"{rec['name']}.json")
     with monitor.pod_lock(pod.dir):
-        try:
-            now = lean.loads(lean.read_text(path))
-        except (OSError, ValueError):
-            return
-        if _run(now) != _run(rec) or lean.proc_start(rec["host_pid"]) != rec.get("pid_start"):
-            return  # that run is over already
-        if action == "restart":
-            now["health_restart"] = True
-            lean.write_atomic(path, lean.dumps(now), sync=False)
-        try:
-            fd = os.pidfd_open(rec["host_pid"])
-        except OSError:
-            return
-        try:
-            if lean.proc_start(rec["host_pid"]) == rec.get("pid_start"):
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-        finally:
-            os.close(fd)
+        _act(pod, rec, action, path)
+        state = load(pod, rec)
+        if state.get("action"):
+            state.pop("action")
+            lean.write_atomic(_path(pod, rec["name"]), lean.dumps(state), sync=False)
+
+
+def _act(pod: Pod, rec: dict[str, Any], action: str, path: str) -> None:
+    try:
+        now = lean.loads(lean.read_text(path))
+    except (OSError, ValueError):
+        return
+    if _run(now) != _run(rec) or lean.proc_start(rec["host_pid"]) != rec.get("pid_start"):
+        return  # that run is over already
+    if action == "restart":
+        now["health_restart"] = True
+        lean.write_atomic(path, lean.dumps(now), sync=False)
+    try:
+        fd = os.pidfd_open(rec["host_pid"])
+    except OSError:
+        return
+    try:
+        if lean.proc_start(rec["host_pid"]) == rec.get("pid_start"):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+    finally:
+        os.close(fd)
+
+
 
 
 def members_view(root: str, pod_name: str) -> list[dict[str, Any]]:
@@ -270,4 +290,5 @@ def run_once(pod: Pod, rec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     state = record(pod, rec, code, output, check.started, time.time())
     if state.get("action"):
         act(pod, rec, state["action"])
+        state.pop("action")
     return code, state

@@ -39,7 +39,10 @@ try:
     )
 
     def loads(text: str) -> Any:
-        obj, end = _scan(text, len(text) - len(text.lstrip()))
+        try:
+            obj, end = _scan(text, len(text) - len(text.lstrip()))
+        except StopIteration:  # the C scanner's way to say "no value here"
+            raise ValueError("no JSON value") from None
         if text[end:].strip():
             raise ValueError("extra data after JSON value")
         return obj

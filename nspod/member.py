@@ -199,7 +199,11 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             log_dir = os.open(pod.path("logs"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         if spec.tty:
             master, slave = os.openpty()
-        prepare, cgroup_fds = _prepare(pod, spec)
+        try:
+            prepare, cgroup_fds = _prepare(pod, spec)
+        except NspodError:
+            _drop_record(pod, name)  # claimed, never filled: no empty record left
+            raise
         mspec = spawn.MemberSpec(
             argv=spec.argv,
             env=member_env(spec.env, pod.rec.get("hostname", pod.name)),
@@ -243,10 +247,18 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             if fg_tty:
                 _tcsetpgrp(0, host_pid)  # the member gets the terminal: ^C, ^Z reach it
 
+        if not spec.detach:
+            # held from here until wait_member forwards them: a signal sent once
+            # the member runs reaches it, not nspod's default action (the member
+            # clears its mask before exec)
+            signal.pthread_sigmask(signal.SIG_BLOCK, spawn.FORWARDED)
         try:
             member = spawn.start_member(mspec, on_started)
-        except NspodError:
-            _drop_record(pod, name)
+        except BaseException as e:
+            if not spec.detach:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, spawn.FORWARDED)
+            if isinstance(e, NspodError):
+                _drop_record(pod, name)
             raise
         finally:
             if slave >= 0:

@@ -360,10 +360,12 @@ class _Monitor:
                 return check.deadline
             self.checks.pop(name)
             code, output = check.finish()
-            state = health.record(self.pod, rec, code, output, check.started, time.time())
-            if state.get("action"):
-                self.log(f"{name}: unhealthy, {state['action']}")
-                health.act(self.pod, rec, state["action"])
+            health.record(self.pod, rec, code, output, check.started, time.time())
+            return now + 0.01
+        action = health.pending_action(self.pod, rec)
+        if action:  # recorded with the result that made it unhealthy; done once, then cleared
+            self.log(f"{name}: unhealthy, {action}")
+            health.act(self.pod, rec, action)
             return now + 0.01
         due = health.due(self.pod, rec)
         if due > now:

@@ -457,6 +457,7 @@ def wait_member(
             pass
 
     old = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # join blocked them at the start
     try:
         poller = select.poll()
         poller.register(member.pidfd, select.POLLIN)
