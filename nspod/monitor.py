@@ -405,12 +405,17 @@ def main(argv: list[str]) -> int:
     import _prctl  # python-prctl's C module, as security.py
 
     _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
-    start_time = lean.proc_start(os.getpid())
-    lean.write_atomic(os.path.join(pdir, PIDFILE), f"{os.getpid()} {start_time}\n", sync=False)
-    mon = _Monitor(pdir)
     try:
-        if mon.setup():
-            mon.run()
+        # under the pod's lock: a stop in progress finishes first, and then the
+        # pod is not running; stop kills only a monitor whose pid file it finds
+        with pod_lock(pdir):
+            mon = _Monitor(pdir)
+            if not mon.setup():
+                return 0
+            start_time = lean.proc_start(os.getpid())
+            lean.write_atomic(os.path.join(pdir, PIDFILE), f"{os.getpid()} {start_time}\n",
+                              sync=False)
+        mon.run()
     except NoSuchPod:
         return 0
     return 0
