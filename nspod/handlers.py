@@ -81,9 +81,9 @@ def cmd_join(a: Parsed, root: str | None) -> int:
 
 
 def cmd_ps(a: Parsed, root: str | None) -> int:
-    from nspod import member, render
+    from nspod import memberctl, render
 
-    members = member.ps(state_root(root), a.pod)
+    members = memberctl.ps(state_root(root), a.pod)
     if a.json:
         print(render.to_json(members))
         return 0
@@ -142,9 +142,9 @@ def cmd_rm(a: Parsed, root: str | None) -> int:
 
 def cmd_kill(a: Parsed, root: str | None) -> int:
     if a.name is not None:
-        from nspod import member
+        from nspod import memberctl
 
-        member.kill_member(state_root(root), a.pod, a.name, a.signal)
+        memberctl.kill_member(state_root(root), a.pod, a.name, a.signal)
     else:
         from nspod import pod
 

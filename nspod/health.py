@@ -264,14 +264,14 @@ def _act(pod: Pod, rec: dict[str, Any], action: str, path: str) -> None:
 
 def members_view(root: str, pod_name: str) -> list[dict[str, Any]]:
     """inspect's members: ps's fields, and each health check's state and last results."""
-    from nspod import member
+    from nspod import member, memberctl
 
-    out = member.ps(root, pod_name)
+    out = memberctl.ps(root, pod_name)
     pod = member.Pod(root, pod_name)
     for m in out:
         if "health" in m:
             try:
-                rec = member.find_member(pod, m["name"])
+                rec = memberctl.find_member(pod, m["name"])
             except NspodError:
                 continue
             state = load(pod, rec)

@@ -177,16 +177,17 @@ def cmd_wait(a: Parsed, root: str | None) -> int:
 
 
 def cmd_healthcheck(a: Parsed, root: str | None) -> int:
-    from nspod import health, member
+    from nspod import health, member, monitor
     from nspod.handlers import state_root
+    from nspod.memberctl import find_member
 
     if a.action != "run":
         raise UsageError(f"healthcheck: unknown action {a.action!r} (use: run)")
     if not a.name:
         raise UsageError("healthcheck run: missing NAME")
     pod = member.Pod(state_root(root), a.pod)
-    member._ensure_monitor(pod)
-    code, state = health.run_once(pod, member.find_member(pod, a.name))
+    monitor.ensure_for(pod)
+    code, state = health.run_once(pod, find_member(pod, a.name))
     print(state["status"])
     return 0 if code == 0 else 1
 

@@ -15,6 +15,7 @@ import time
 
 from nspod import lean, member, spawn
 from nspod.errors import NspodError
+from nspod.memberctl import find_member
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def logs(root: str, pod_name: str, name: str, follow: bool, tail: int | None,
          timestamps: bool, out: Callable[[str, bytes], None], since: bytes | None = None) -> None:
     """Writes the member's log: out('stdout' | 'stderr', bytes)."""
     pod = member.Pod(root, pod_name)
-    rec = member.find_member(pod, name)
+    rec = find_member(pod, name)
     if not rec.get("detached"):
         raise NspodError(
             f'logs: member "{name}" ran in the foreground: its output went to its terminal')

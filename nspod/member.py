@@ -14,9 +14,9 @@ import os
 import select
 import time
 
-from nspod import lean, spawn
+from nspod import lean, records, spawn
 from nspod import syscalls as sc
-from nspod.errors import NoSuchPod, NspodError, PodNotRunning, os_reason
+from nspod.errors import DamagedRecord, NoSuchPod, NspodError, PodNotRunning
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOG_MAX_SIZE = 10 << 20  # a detached member's log: this, plus one rotated file of it
-STOPPING_SIGNALS = (2, 3, 9, 15)  # INT, QUIT, KILL, TERM: a kill that means "stay down"
 
 
 class Pod:
@@ -37,10 +36,10 @@ class Pod:
         self.name = lean.check_name(name)
         self.dir = os.path.join(root, "pods", name)
         try:
-            text = lean.read_text(os.path.join(self.dir, "pod.json"))
+            self.rec = records.read(os.path.join(self.dir, "pod.json"), records.POD,
+                                    records.POD_REQUIRED)
         except FileNotFoundError:
             raise NoSuchPod(f'pod "{name}": no such pod') from None
-        self.rec: dict[str, Any] = lean.loads(text)
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.dir, *parts)
@@ -85,7 +84,7 @@ class JoinSpec:
         rootfs: str | None = None,  # overrides the pod's
         volumes: Sequence[Any] = (),  # rootfs.Volume, added to the pod's
         read_only: bool = False,
-        restart: str = "no",  # policy.parse_restart
+        restart: str = "no",  # policy.parse_restart (runspec.py: what a run needs again)
         health: dict[str, Any] | None = None,  # policy.health_spec
         carry: dict[str, Any] | None = None,  # a restart: fields kept from the run before
         log_max_size: int = LOG_MAX_SIZE,  # 0: unbounded
@@ -108,37 +107,6 @@ class JoinSpec:
         self.carry = carry
         self.log_max_size = log_max_size
 
-    def to_record(self) -> dict[str, Any]:
-        """What a restart or a start needs to run this member again, as JSON."""
-        return {
-            "argv": self.argv, "env": self.env, "cwd": self.cwd, "user": self.user,
-            "rootfs": self.rootfs, "volumes": [v.to_list() for v in self.volumes],
-            "read_only": self.read_only,
-            "security": self.security.to_spec() if self.security is not None else None,
-            "log_max_size": self.log_max_size,
-        }
-
-    def to_record_fields(self) -> dict[str, Any]:
-        """The record's fields a restart or a reboot reads (persist.save_member)."""
-        out = {"spec": self.to_record(), "restart": self.restart, "detached": self.detach}
-        if self.health:
-            out["health"] = self.health
-        return out
-
-    @classmethod
-    def from_record(cls, pod: str, name: str, rec: dict[str, Any]) -> JoinSpec:
-        """The detached member named by rec, to be run again (restart, start)."""
-        from nspod import rootfs, security
-
-        s = rec["spec"]
-        return cls(pod, list(s["argv"]), dict(s["env"]), s.get("cwd"), True, name,
-                   security=(security.SecurityOpts.from_spec(s["security"])
-                             if s.get("security") else None),
-                   user=s.get("user"), rootfs=s.get("rootfs"),
-                   volumes=tuple(rootfs.Volume.from_list(v) for v in s.get("volumes", ())),
-                   read_only=bool(s.get("read_only")), restart=rec.get("restart", "no"),
-                   health=rec.get("health"), log_max_size=int(s.get("log_max_size", LOG_MAX_SIZE)))
-
 
 def _generate_name(pod: Pod, argv0: str) -> str:
     base = "".join(ch if lean.valid_name("a" + ch) else "-" for ch in os.path.basename(argv0))
@@ -154,10 +122,7 @@ def _claim_name(pod: Pod, name: str) -> None:
         return
     except FileExistsError:
         pass
-    try:
-        old = lean.loads(lean.read_text(path))
-    except (OSError, ValueError):
-        old = {}
+    old = read_member(path)
     if old and member_state(pod, old)[0] == "running":
         raise NspodError(f'join pod "{pod.name}": member "{name}" already exists and is running')
 
@@ -212,12 +177,16 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             prepare=prepare,
             detach=spec.detach,
             log_fd=log_fd,
+            tty=slave,
             log_dir_fd=log_dir,
             log_name=f"{name}.log",
             log_max=spec.log_max_size,
-            tty=slave,
         )
-        terminal = _Terminal(master, spec.interactive) if spec.tty else None
+        terminal = None
+        if spec.tty:
+            from nspod.terminal import Terminal  # termios and tty: only for -t
+
+            terminal = Terminal(master, spec.interactive)
         fg_tty = (not spec.detach and not spec.tty and os.isatty(0)
                   and _tcgetpgrp(0) == os.getpgrp())
         started = time.time()
@@ -237,28 +206,22 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 "tty": spec.tty,
             }
             if spec.detach:
-                rec["spec"] = spec.to_record()
-                rec["restart"] = spec.restart
-                if spec.health:
-                    rec["health"] = spec.health
-                if spec.carry:
-                    rec.update(spec.carry)
+                from nspod.runspec import record_fields
+
+                rec.update(record_fields(spec))
             lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec), sync=False)
             if fg_tty:
                 _tcsetpgrp(0, host_pid)  # the member gets the terminal: ^C, ^Z reach it
 
         if not spec.detach:
-            # held from here until wait_member forwards them: a signal sent once
-            # the member runs reaches it, not nspod's default action (the member
-            # clears its mask before exec)
+            # Held from before the member can run until wait_member forwards
+            # them: a signal sent as soon as the member runs reaches it.
             signal.pthread_sigmask(signal.SIG_BLOCK, spawn.FORWARDED)
         try:
             member = spawn.start_member(mspec, on_started)
-        except BaseException as e:
-            if not spec.detach:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, spawn.FORWARDED)
-            if isinstance(e, NspodError):
-                _drop_record(pod, name)
+        except NspodError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, spawn.FORWARDED)
+            _drop_record(pod, name)
             raise
         finally:
             if slave >= 0:
@@ -267,15 +230,10 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 os.close(fd)
         if spec.detach:
             os.close(member.pidfd)
-            if spec.restart != "no":
-                from nspod import persist  # only members that come back after a reboot
+            if spec.restart != "no" or spec.health:
+                from nspod.runspec import supervise
 
-                persist.save_member(pod.dir, {**spec.to_record_fields(), "name": name,
-                                              "started": started, **(spec.carry or {})})
-            if spec.carry is None and (spec.restart != "no" or spec.health):
-                from nspod import monitor  # only members that ask for one
-
-                monitor.want(pod.dir)
+                supervise(pod.dir, spec, name, started)
             return name, 0
         try:
             status = spawn.wait_member(member, records, lambda: not _readable(pause_fd),
@@ -356,12 +314,12 @@ def _drop_record(pod: Pod, name: str) -> None:
         pass
 
 
-def _finish_stale(pod: Pod, records: int, pod_pid: int) -> None:
+def _finish_stale(pod: Pod, exits_fd: int, pod_pid: int) -> None:
     """A pod pid is being reused: fold the old exit record into its member first."""
-    old = spawn.read_exit_record(records, pod_pid)
+    old = spawn.read_exit_record(exits_fd, pod_pid)
     if old is None:
         return
-    for rec, path in _records(pod):
+    for rec, path in member_records(pod, skip_damaged=True):  # a join must not fail on them
         if rec.get("pod_pid") == pod_pid and "status" not in rec:
             rec["status"], rec["finished"] = old
             lean.write_atomic(path, lean.dumps(rec), sync=False)
@@ -389,86 +347,13 @@ def _tcsetpgrp(fd: int, pgrp: int) -> None:
         signal.signal(signal.SIGTTOU, old)
 
 
-class _Terminal:
-    """Relays between the caller's terminal (or pipes) and the member's pty."""
-
-    def __init__(self, master: int, interactive: bool) -> None:
-        import termios  # only for -t
-
-        self.termios = termios
-        self.master = master
-        self.interactive = interactive
-        self.saved: list[Any] | None = None
-        self.stdin_open = interactive
-        if os.isatty(0):
-            self.saved = termios.tcgetattr(0)
-            self._copy_size()
-            if interactive:
-                import tty
-
-                tty.setraw(0)
-        self.old_winch = signal.signal(signal.SIGWINCH, lambda *_: self._copy_size())
-
-    def _copy_size(self) -> None:
-        try:
-            self.termios.tcsetwinsize(self.master, self.termios.tcgetwinsize(0))
-        except (OSError, AttributeError):
-            pass
-
-    def relay(self, poller: select.poll, fd: int) -> bool:
-        if fd == -1:
-            poller.register(self.master, select.POLLIN)
-            if self.stdin_open:
-                poller.register(0, select.POLLIN)
-            return True
-        if fd == -2:
-            self._drain()
-            return True
-        if fd == self.master:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                data = b""
-            if not data:
-                poller.unregister(self.master)
-            else:
-                _write_all(1, data)
-        elif fd == 0:
-            data = os.read(0, 65536)
-            if data:
-                _write_all(self.master, data)
-            else:
-                poller.unregister(0)
-                self.stdin_open = False
-                _write_all(self.master, b"\x04")  # end of input: ^D to the line discipline
-        return True
-
-    def _drain(self) -> None:
-        while _readable(self.master):
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            _write_all(1, data)
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGWINCH, self.old_winch)
-        if self.saved is not None:
-            self.termios.tcsetattr(0, self.termios.TCSADRAIN, self.saved)
+def read_member(path: str) -> dict[str, Any] | None:
+    """A member's record; None while its name is claimed and the record not yet written."""
+    return records.read_claimed(path, records.MEMBER, records.MEMBER_REQUIRED)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]
-
-
-# -- ps ---------------------------------------------------------------------------
-
-
-def _records(pod: Pod) -> Iterator[tuple[dict[str, Any], str]]:
+def member_records(pod: Pod, skip_damaged: bool = False) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each member record of the pod with its path; claimed ones not yet written are skipped."""
     try:
         names = sorted(os.listdir(pod.path("members")))
     except FileNotFoundError:
@@ -478,9 +363,15 @@ def _records(pod: Pod) -> Iterator[tuple[dict[str, Any], str]]:
             continue
         path = pod.path("members", fname)
         try:
-            yield lean.loads(lean.read_text(path)), path
-        except (OSError, ValueError):
-            continue  # being written, or claimed and not yet filled
+            rec = read_member(path)
+        except FileNotFoundError:
+            continue  # removed meanwhile
+        except DamagedRecord:
+            if skip_damaged:
+                continue
+            raise
+        if rec is not None:
+            yield rec, path
 
 
 def member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
@@ -536,109 +427,3 @@ def describe_status(status: int) -> str:
         except ValueError:
             return f"killed (signal {sig})"
     return f"exited ({os.WEXITSTATUS(status)})"
-
-
-def ps(root: str, pod_name: str) -> list[dict[str, Any]]:
-    pod = Pod(root, pod_name)
-    _ensure_monitor(pod)
-    out = []
-    for rec, _ in _records(pod):
-        if "pod_pid" not in rec:
-            continue
-        state, finished = member_state(pod, rec)
-        out.append({
-            "name": rec["name"],
-            "pid": rec["host_pid"],
-            "pod_pid": rec["pod_pid"],
-            "command": rec["argv"],
-            "state": state,
-            "detached": rec.get("detached", False),
-            "started": rec["started"],
-            "finished": finished,
-            "restart": rec.get("restart", "no"),
-            "restarts": rec.get("restarts", 0),
-            "last_status": (describe_status(rec["last_status"])
-                            if rec.get("last_status") is not None else None),
-        })
-        if rec.get("health"):
-            from nspod import health
-
-            out[-1]["health"] = health.status(pod, rec)
-    out.sort(key=lambda m: m["started"])
-    return out
-
-
-def _ensure_monitor(pod: Pod) -> None:
-    """A pod whose members want a monitor gets one back if it died (one stat otherwise)."""
-    if os.path.exists(pod.path("supervise")) and pod.running():
-        from nspod import monitor
-
-        monitor.ensure(pod.dir)
-
-
-def find_member(pod: Pod, name: str) -> dict[str, Any]:
-    lean.check_name(name, "member name")
-    try:
-        return lean.loads(lean.read_text(pod.path("members", f"{name}.json")))  # type: ignore[no-any-return]
-    except (FileNotFoundError, ValueError):
-        raise NspodError(f'pod "{pod.name}": no member "{name}"') from None
-
-
-# -- kill -------------------------------------------------------------------------
-
-
-def parse_signal(text: str) -> int:
-    import signal as sigmod
-
-    t = text.upper()
-    if t.isdigit():
-        n = int(t)
-        if 0 < n < signal.NSIG:
-            return n
-        raise ValueError(f"{text!r} is not a signal number")
-    if not t.startswith("SIG"):
-        t = "SIG" + t
-    sig = getattr(sigmod, t, None)
-    if not isinstance(sig, sigmod.Signals):
-        raise ValueError(f"unknown signal {text!r}")
-    return int(sig)
-
-
-def kill_member(root: str, pod_name: str, name: str, sig: int) -> None:
-    pod = Pod(root, pod_name)
-    rec = find_member(pod, name)
-    if rec.get("restart", "no") != "no" and sig in STOPPING_SIGNALS:
-        # under the pod's lock, which the monitor holds to restart: the run is
-        # marked before it gets the signal, so its end is not restarted
-        from nspod import monitor
-
-        with monitor.pod_lock(pod.dir):
-            rec = find_member(pod, name)
-            if member_state(pod, rec)[0] == "running":
-                rec["user_stopped"] = True
-                lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec),
-                                  sync=False)
-                from nspod import persist
-
-                persist.save_member(pod.dir, rec)  # unless-stopped stays down after a reboot
-            _kill_run(pod, name, rec, sig)
-        return
-    _kill_run(pod, name, rec, sig)
-
-
-def _kill_run(pod: Pod, name: str, rec: dict[str, Any], sig: int) -> None:
-    if member_state(pod, rec)[0] != "running":
-        raise NspodError(f'kill: member "{name}" is not running')
-    try:
-        fd = os.pidfd_open(rec["host_pid"])
-    except ProcessLookupError:
-        raise NspodError(f'kill: member "{name}" is not running') from None
-    try:
-        # checked after opening the pidfd: the pidfd then names this very process
-        if lean.proc_start(rec["host_pid"]) != rec.get("pid_start"):
-            raise NspodError(f'kill: member "{name}" is not running')
-        signal.pidfd_send_signal(fd, sig)
-    except OSError as e:
-        raise NspodError(f'kill member "{name}": {os_reason(e)}') from e
-    finally:
-        os.close(fd)

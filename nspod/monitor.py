@@ -57,6 +57,13 @@ def want(pdir: str) -> None:
     ensure(pdir)
 
 
+def ensure_for(pod: Pod) -> None:
+    """The verbs' check: a pod whose members want a monitor gets one back if it
+    died (one stat for a pod that wants none)."""
+    if os.path.exists(pod.path(MARKER)) and pod.running():
+        ensure(pod.dir)
+
+
 def ensure(pdir: str) -> None:
     """Wakes the pod's monitor; starts one when none runs (it was killed, or is new)."""
     if not poke(pdir):
@@ -146,7 +153,7 @@ def on_stop(pdir: str) -> None:
         pod = member.Pod(os.path.dirname(os.path.dirname(pdir)), os.path.basename(pdir))
     except NspodError:
         return
-    for rec, path in member._records(pod):
+    for rec, path in member.member_records(pod, skip_damaged=True):
         if rec.get("detached") and "pod_pid" in rec and not rec.get("pod_stopped") \
                 and member.run_status(pod, rec)[0] is None:
             rec["pod_stopped"] = True
@@ -160,18 +167,19 @@ def on_start(pdir: str) -> list[str]:
     Then the monitor, when a member wants one.
     """
     from nspod import member
+    from nspod.runspec import join_spec
 
     root, name = os.path.dirname(os.path.dirname(pdir)), os.path.basename(pdir)
     started = []
     with pod_lock(pdir):
         pod = member.Pod(root, name)
-        for rec, _ in member._records(pod):
+        for rec, _ in member.member_records(pod, skip_damaged=True):
             if not rec.get("pod_stopped") or "spec" not in rec:
                 continue
             status, finished = member.run_status(pod, rec)
             if status is None:
                 continue
-            spec = member.JoinSpec.from_record(name, rec["name"], rec)
+            spec = join_spec(name, rec["name"], rec)
             spec.carry = {"restarts": int(rec.get("restarts", 0)), "last_status": status,
                           "last_finished": finished}
             member.join(root, spec)
@@ -251,7 +259,7 @@ class _Monitor:
 
         wake = now + 3600.0
         seen = set()
-        for rec, _ in self.member._records(self.pod):
+        for rec, _ in self.member.member_records(self.pod, skip_damaged=True):
             if "pod_pid" not in rec or not policy.supervised(rec):
                 continue
             name = rec["name"]
@@ -330,7 +338,9 @@ class _Monitor:
                 return
             carry = {"restarts": int(rec.get("restarts", 0)) + 1, "backoff": delay,
                      "last_status": status, "last_finished": finished}
-            spec = self.member.JoinSpec.from_record(self.name, name, rec)
+            from nspod.runspec import join_spec
+
+            spec = join_spec(self.name, name, rec)
             spec.carry = carry
             try:
                 self.member.join(self.root, spec)

@@ -170,6 +170,7 @@ def restore(store: Store, name: str, policy_filter: str | None = None,
     Returns whether it made the pod.
     """
     from nspod import member, monitor
+    from nspod.runspec import join_spec
 
     saved = _load(os.path.join(_pod_dir(store.root, name), "pod.json"))
     if saved is None:
@@ -183,7 +184,7 @@ def restore(store: Store, name: str, policy_filter: str | None = None,
     rec = _create(store, saved)
     pdir = store.pod_dir(name)
     for m in members:
-        spec = member.JoinSpec.from_record(name, m["name"], m)
+        spec = join_spec(name, m["name"], m)
         spec.carry = {"restarts": int(m.get("restarts", 0))}
         member.join(store.root, spec)
     if members:
@@ -198,7 +199,7 @@ def _forget_boot(store: Store, name: str) -> None:
 
     try:
         p = member.Pod(store.root, name)
-        for rec, path in member._records(p):
+        for rec, path in member.member_records(p):
             if "pod_pid" in rec and "status" not in rec:
                 rec["status"], rec["finished"] = 9, p.rec.get("finished") or time.time()
                 lean.write_atomic(path, lean.dumps(rec), sync=False)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 
-from nspod import lean, member, policy, spawn
+from nspod import lean, member, monitor, policy, spawn
 from nspod.errors import NspodError, UsageError
+from nspod.memberctl import find_member
 
 CONDITIONS = ("stopped", "running", "healthy")
 LOG_DRAIN = 2.0  # seconds stopped waits for the logger after the member ended
@@ -21,7 +22,7 @@ class WaitTimeout(NspodError):
 
 def _member_now(pod: member.Pod, name: str, condition: str) -> int | None:
     """None while the member is not there yet; its exit code (or 0) once it is."""
-    rec = member.find_member(pod, name)
+    rec = find_member(pod, name)
     if "pod_pid" not in rec:
         return None  # claimed, not started yet
     status, finished = member.run_status(pod, rec)
@@ -52,7 +53,7 @@ def _pod_now(root: str, pod: member.Pod, condition: str) -> int | None:
         return None
     if condition == "running":
         return 0
-    checked = [rec for rec, _ in member._records(pod) if rec.get("health")]
+    checked = [rec for rec, _ in member.member_records(pod) if rec.get("health")]
     if not checked:
         raise NspodError(f'wait: no member of pod "{pod.name}" has a health check')
     from nspod import health
@@ -78,7 +79,7 @@ def wait(root: str, pod_name: str, names: list[str], condition: str,
     delay = 0.02
     codes: dict[str, int] = {}
     pod = member.Pod(root, pod_name)
-    member._ensure_monitor(pod)
+    monitor.ensure_for(pod)
     while True:
         pod = member.Pod(root, pod_name)
         if names:
