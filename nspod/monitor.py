@@ -95,6 +95,8 @@ def start(pdir: str) -> int:
     site = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {"NSPOD_MONITOR": pdir,
            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    if os.environ.get("NSPOD_KILL_AT", "").startswith("monitor-"):
+        env["NSPOD_KILL_AT"] = os.environ["NSPOD_KILL_AT"]  # the tests' crash injection
     # -I: neither the caller's directory nor its PYTHON* variables choose the code
     code = (f"import sys; sys.path.insert(0, {site!r}); from nspod.monitor import main; "
             "sys.exit(main(sys.argv[1:]))")
@@ -342,8 +344,12 @@ class _Monitor:
 
             spec = join_spec(self.name, name, rec)
             spec.carry = carry
+            from nspod.poddir import checkpoint
+
+            checkpoint("monitor-restart")
             try:
                 self.member.join(self.root, spec)
+                checkpoint("monitor-restarted")
                 self.log(f"{name}: restarted (run {carry['restarts'] + 1})")
             except NspodError as e:
                 # counted as a run that failed at once: the backoff grows

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import PodEnv, live_pids, pauses_under, pod_cgroups
+from conftest import NSPOD, PodEnv, live_pids, pauses_under, pod_cgroups
 
 pytestmark = pytest.mark.root
 
@@ -340,3 +340,39 @@ def test_generate_systemd_names_the_roots_and_verifies(pod_env: PodEnv) -> None:
         assert r.returncode == 0, r.stderr
     finally:
         shutil.rmtree(path.parent)
+
+
+def _sleepers(e: PodEnv, pod: str) -> list[int]:
+    """Processes running `sleep 60` in the pod's PID namespace."""
+    pin = e.root / "pods" / pod / "ns" / "pid"
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit() and _pid_ns_is(int(p.name), pin):
+            try:
+                if (p / "cmdline").read_bytes() == b"sleep\x0060\x00":
+                    out.append(int(p.name))
+            except OSError:
+                continue
+    return live_pids(out)
+
+
+@pytest.mark.parametrize("step", ["monitor-restart", "monitor-restarted"])
+def test_a_monitor_killed_mid_restart_neither_loses_nor_doubles_it(pod_env: PodEnv,
+                                                                    step: str) -> None:
+    pod_env.create("--net", "none", "p")
+    # the first monitor (started by this join) dies at `step` of its first restart
+    subprocess.run([str(NSPOD), "join", "-d", "--name", "a", "--restart", "always", "p", "--",
+                    "sleep", "60"], env={**pod_env.env, "NSPOD_KILL_AT": step}, check=True,
+                   capture_output=True)
+    first = until("running", lambda: ps(pod_env, "p")["a"]["state"] == "running"
+                  and ps(pod_env, "p")["a"])
+    mon = until("a monitor", lambda: monitor_pid(pod_env, "p"))
+    os.kill(first["pid"], signal.SIGKILL)
+    until("the monitor killed at its step", lambda: not live_pids([mon]), timeout=10)
+    # the next verbs bring a monitor back; the restart happens, once
+    again = until("restarted", lambda: (m := ps(pod_env, "p")["a"])["state"] == "running"
+                  and m["pid"] != first["pid"] and m)
+    time.sleep(1.0)
+    now = ps(pod_env, "p")["a"]
+    assert now["restarts"] == 1 and now["pid"] == again["pid"]
+    assert _sleepers(pod_env, "p") == [again["pid"]]
