@@ -39,7 +39,7 @@ Run 'nspod VERB --help' for a verb's options and exit codes."""
 
 
 def _global_help() -> str:
-    listing = "\n".join(f"  {v.name:<10} {v.summary}" for v in VERBS.values())
+    listing = "\n".join(f"  {v.name:<11} {v.summary}" for v in VERBS.values())
     return GLOBAL_HELP.format(verbs=listing, root=DEFAULT_ROOT)
 
 
