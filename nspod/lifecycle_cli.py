@@ -144,9 +144,15 @@ def start(a: Parsed, store: Any) -> int:
         return 0
     if not a.pod:
         raise UsageError("start: missing POD (or --all)")
+    from nspod import monitor
+
     for name in a.pod:
         try:
-            if a.ignore_running and gc.get(store, name).state == "running":
+            if gc.get(store, name).state == "running":
+                if monitor.pending_start(store.pod_dir(name)):
+                    monitor.on_start(store.pod_dir(name))  # a start cut short: finish it
+                elif not a.ignore_running:
+                    pod.start_pod(store, name)  # says it runs already
                 print(name)
                 continue
             pod.start_pod(store, name)

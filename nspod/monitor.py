@@ -166,13 +166,17 @@ def on_start(pdir: str) -> list[str]:
     """start, once the new pause runs: every member stop ended runs again.
 
     Restart counts are kept (a start is not a restart). Returns their names.
-    Then the monitor, when a member wants one.
+    Then the monitor, when a member wants one. Each member is marked until it
+    runs again: a start killed or failed halfway is finished by the next
+    `start` of the running pod. One member that cannot start (its rootfs
+    gone) does not keep the others down: the first error is raised after.
     """
     from nspod import member
     from nspod.runspec import join_spec
 
     root, name = os.path.dirname(os.path.dirname(pdir)), os.path.basename(pdir)
     started = []
+    failed: list[NspodError] = []
     with pod_lock(pdir):
         pod = member.Pod(root, name)
         for rec, _ in member.member_records(pod, skip_damaged=True):
@@ -184,11 +188,32 @@ def on_start(pdir: str) -> list[str]:
             spec = join_spec(name, rec["name"], rec)
             spec.carry = {"restarts": int(rec.get("restarts", 0)), "last_status": status,
                           "last_finished": finished}
-            member.join(root, spec)
+            try:
+                member.join(root, spec)
+            except NspodError as e:
+                failed.append(e)
+                continue
             started.append(rec["name"])
+            from nspod.poddir import checkpoint
+
+            checkpoint("start-member")
     if os.path.exists(os.path.join(pdir, MARKER)):
         ensure(pdir)
+    if failed:
+        raise failed[0]
     return started
+
+
+def pending_start(pdir: str) -> bool:
+    """Whether a member stop ended still waits for a start (one was cut short)."""
+    from nspod import member
+
+    try:
+        pod = member.Pod(os.path.dirname(os.path.dirname(pdir)), os.path.basename(pdir))
+    except NspodError:
+        return False
+    return any(rec.get("pod_stopped") and member.run_status(pod, rec)[0] is not None
+               for rec, _ in member.member_records(pod, skip_damaged=True))
 
 
 # -- the monitor process ------------------------------------------------------

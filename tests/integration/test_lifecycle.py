@@ -376,3 +376,21 @@ def test_a_monitor_killed_mid_restart_neither_loses_nor_doubles_it(pod_env: PodE
     now = ps(pod_env, "p")["a"]
     assert now["restarts"] == 1 and now["pid"] == again["pid"]
     assert _sleepers(pod_env, "p") == [again["pid"]]
+
+
+def test_a_start_killed_halfway_is_finished_by_the_next_start(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    for name in ("a", "b"):
+        pod_env.run("join", "-d", "--name", name, "p", "--", "sleep", "60", check=True)
+    pod_env.run("stop", "-t", "1", "p", check=True)
+    r = subprocess.run([str(NSPOD), "start", "p"], env={**pod_env.env,
+                       "NSPOD_KILL_AT": "start-member"}, capture_output=True)
+    assert r.returncode == -signal.SIGKILL
+    assert sorted(m["state"] for m in ps(pod_env, "p").values()) == \
+        ["killed (SIGTERM)", "running"]  # one member back, the start cut short
+    assert pod_env.run("start", "p", check=True).stdout == "p\n"
+    members = ps(pod_env, "p")
+    assert [m["state"] for m in members.values()] == ["running", "running"]
+    assert sorted(_sleepers(pod_env, "p")) == sorted(m["pid"] for m in members.values())
+    r = pod_env.run("start", "p")  # nothing left to finish: it runs already
+    assert r.returncode == 125 and "already running" in r.stderr
