@@ -169,9 +169,6 @@ def restore(store: Store, name: str, policy_filter: str | None = None,
     explicit: `start NAME` (runs it whatever "wanted" says); else start --all.
     Returns whether it made the pod.
     """
-    from nspod import member, monitor
-    from nspod.runspec import join_spec
-
     saved = _load(os.path.join(_pod_dir(store.root, name), "pod.json"))
     if saved is None:
         raise NoSuchPod(f'pod "{name}": no such pod')
@@ -181,16 +178,38 @@ def restore(store: Store, name: str, policy_filter: str | None = None,
     if not explicit and (saved.get("wanted") != "running" or
                          (policy_filter is not None and not members)):
         return False
-    rec = _create(store, saved)
-    pdir = store.pod_dir(name)
-    for m in members:
+    _create(store, saved)  # saves it, with this boot's id
+    _join_missing(store, name, policy_filter)
+    return True
+
+
+def _join_missing(store: Store, name: str, policy_filter: str | None) -> list[str]:
+    """Joins the stored members that should run and that the state root has no
+    record of (a restore, or one killed halfway: the next start --all ends it)."""
+    from nspod import member, monitor
+    from nspod.runspec import join_spec
+
+    started, failed = [], []
+    for m in _members(store.root, name):
+        if not _should_run(m, policy_filter) or \
+                os.path.exists(os.path.join(store.pod_dir(name), "members", f"{m['name']}.json")):
+            continue
         spec = join_spec(name, m["name"], m)
         spec.carry = {"restarts": int(m.get("restarts", 0))}
-        member.join(store.root, spec)
-    if members:
-        monitor.want(pdir)
-    save_pod(store, rec, "running")
-    return True
+        try:
+            member.join(store.root, spec)
+        except NspodError as e:
+            failed.append(e)
+            continue
+        started.append(m["name"])
+        from nspod.poddir import checkpoint
+
+        checkpoint("restore-member")
+    if started:
+        monitor.want(store.pod_dir(name))
+    if failed:
+        raise failed[0]
+    return started
 
 
 def _forget_boot(store: Store, name: str) -> None:
@@ -229,7 +248,10 @@ def start_all(store: Store, policy_filter: str | None = None) -> list[str]:
             rec = gc.get(store, name)
             wanted = saved.get("wanted") if saved else ("stopped" if rec.state == "stopped"
                                                         else "running")
-            if rec.state == "running" or wanted != "running":
+            if rec.state == "running":
+                _join_missing(store, name, policy_filter)  # a restore cut short
+                continue
+            if wanted != "running":
                 continue
             if policy_filter is not None and not any(
                     _should_run(m, policy_filter) for m in _members(store.root, name)):

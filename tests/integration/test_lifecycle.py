@@ -394,3 +394,20 @@ def test_a_start_killed_halfway_is_finished_by_the_next_start(pod_env: PodEnv) -
     assert sorted(_sleepers(pod_env, "p")) == sorted(m["pid"] for m in members.values())
     r = pod_env.run("start", "p")  # nothing left to finish: it runs already
     assert r.returncode == 125 and "already running" in r.stderr
+
+
+def test_start_all_killed_halfway_is_finished_by_the_next(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    for name in ("a", "b"):
+        pod_env.run("join", "-d", "--name", name, "--restart", "always", "p", "--",
+                    "sleep", "60", check=True)
+    _power_cut(pod_env)
+    r = subprocess.run([str(NSPOD), "start", "--all"], capture_output=True,
+                       env={**pod_env.env, "NSPOD_KILL_AT": "restore-member"})
+    assert r.returncode == -signal.SIGKILL
+    assert len(ps(pod_env, "p")) == 1  # the pod is back with one member: cut short
+    pod_env.run("start", "--all", check=True)
+    members = ps(pod_env, "p")
+    assert sorted(members) == ["a", "b"]
+    assert all(m["state"] == "running" for m in members.values())
+    assert sorted(_sleepers(pod_env, "p")) == sorted(m["pid"] for m in members.values())
