@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev musl-tools \
+APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev libseccomp-dev musl-tools \
 	nftables iproute2 procps nginx-light busybox-static curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -98,6 +98,10 @@ lint:
 	$(VENV)/bin/mypy nspod
 	$(C_CHECK) csrc/pause.c
 	$(C_CHECK) csrc/logger.c
+	@mkdir -p build/lint
+	cc -O2 -Wall -Wextra -Werror -o build/lint/pause_filter csrc/pause_filter.c -lseccomp
+	build/lint/pause_filter > build/lint/pause_filter.h
+	$(C_CHECK) -DNSPOD_PAUSE_FILTER -Ibuild/lint csrc/pause.c
 
 clean:
-	rm -rf build *.egg-info nspod/_core*.so nspod/pause tests/rootfs
+	rm -rf build *.egg-info nspod/_core*.so nspod/_seccomp*.so nspod/pause tests/rootfs

@@ -11,13 +11,21 @@
  * or the last bytes before EOF without a newline).  It runs inside the pod
  * as a child of pause, so it costs a few kB, not a Python interpreter.
  *
- * Rotation: with "-s MAX NAME" and the log's directory on fd 4, an entry
+ * Members can see it (it is in their PID namespace), so once its files are
+ * open it keeps nothing worth reaching (drop_rights): not dumpable, no
+ * capability in any set, no_new_privs, and its root and cwd an empty
+ * read-only tmpfs attached nowhere, so /proc/PID/{root,cwd,mountinfo} of
+ * the logger show nothing of the host, even to a member with SYS_PTRACE.
+ *
+ * Rotation: with "-s MAX NAME" and the log's directory on fd 5, an entry
  * that would take the file NAME past MAX bytes first renames NAME to
  * NAME.1 (replacing the one before) and starts a new NAME: each file stays
  * within MAX (an entry is at most 16 kB and a header), so the log takes at
  * most twice MAX on disk.  An entry is one writev() to an O_APPEND file: it
  * lands whole in one file, never split by a rotation or mixed with the
  * entries of another logger of the same member (an earlier run draining).
+ * The directory's fd is all the rotation needs: renameat() and openat()
+ * relative to it work from the logger's empty root, with no capability.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,16 +37,31 @@
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LINE_MAX_BYTES 16384
-#define DIR_FD 4
+#define DIR_FD 5
 
 static unsigned long long max_size;	/* 0: no rotation */
 static const char *log_name;
 static char rotated_name[4096];
+
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fsmount
+#define SYS_fsmount 432
+#endif
+#define FSCONFIG_SET_STRING 1
+#define FSCONFIG_CMD_CREATE 6
+/* MOUNT_ATTR_RDONLY | NOSUID | NODEV | NOEXEC */
+#define LOCKED_DOWN 0xf
 
 struct stream {
 	int fd;
@@ -181,6 +204,53 @@ static int pump(struct stream *s)
 	return 1;
 }
 
+/*
+ * An empty read-only tmpfs, never attached to any mount namespace
+ * (fsmount(2)), becomes the root and cwd: neither leads anywhere.
+ */
+static int empty_root(void)
+{
+	int fs, mnt;
+
+	fs = (int)syscall(SYS_fsopen, "tmpfs", 1);
+	if (fs < 0)
+		return -1;
+	if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "size", "4k", 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "nr_inodes", "1", 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0555", 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		return -1;
+	mnt = (int)syscall(SYS_fsmount, fs, 1, LOCKED_DOWN);
+	close(fs);
+	if (mnt < 0 || fchdir(mnt) < 0 || chroot(".") < 0 || chdir("/") < 0)
+		return -1;
+	close(mnt);
+	return 0;
+}
+
+/*
+ * Gives up every right: the logger only reads two pipes and writes one
+ * file, all already open (and, to rotate, renames and creates that file in
+ * its directory, open on fd 5).  Fatal on failure: a logger members could reach
+ * must not run at all.
+ */
+static void drop_rights(void)
+{
+	struct { unsigned int version; int pid; } hdr = { 0x20080522, 0 };
+	struct { unsigned int effective, permitted, inheritable; } data[2];
+	int cap;
+
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 || empty_root() < 0)
+		exit(125);
+	for (cap = 0; cap < 64; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno == EINVAL)
+			break;
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capset, &hdr, data) < 0 ||
+	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		exit(125);
+}
+
 int main(int argc, char **argv)
 {
 	static struct stream out = { .fd = 0, .name = "stdout" };
@@ -192,7 +262,7 @@ int main(int argc, char **argv)
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	drop_rights();
 	if (argc == 4 && strcmp(argv[1], "-s") == 0 && !strchr(argv[3], '/') &&
 	    strlen(argv[3]) + 3 < sizeof(rotated_name)) {
 		max_size = strtoull(argv[2], NULL, 10);

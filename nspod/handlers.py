@@ -38,6 +38,11 @@ def _security(a: Parsed) -> SecurityOpts:
     return SecurityOpts(tuple(a.cap_add), tuple(a.cap_drop), a.privileged)
 
 
+def _seccomp(a: Parsed) -> str | None:
+    """The last --security-opt seccomp=... given, or None (the pod's, or the default)."""
+    return a.security_opt[-1] if a.security_opt else None
+
+
 def _each(a: Parsed, root: str | None, fn: Any) -> int:
     """fn(store, name) for each POD given, printing each name once done."""
     store = _store(root)
@@ -56,6 +61,7 @@ def cmd_create(a: Parsed, root: str | None) -> int:
         dns=tuple(a.dns), add_hosts=tuple(a.add_host),
         limits=Limits(memory=a.memory, pids=a.pids, cpus=a.cpus), security=_security(a),
         rootfs=a.rootfs, volumes=tuple(a.volume), read_only=a.read_only,
+        seccomp=_seccomp(a), shm_size=a.shm_size,
     )
     print(pod.create(_store(root), spec).name)
     return 0
@@ -73,7 +79,8 @@ def cmd_join(a: Parsed, root: str | None) -> int:
     spec = member.JoinSpec(pod=a.pod, argv=a.command, env=dict(a.env), cwd=a.workdir,
                            detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,
                            security=_security(a), user=a.user, rootfs=a.rootfs,
-                           volumes=tuple(a.volume), read_only=a.read_only, **join_extras(a))
+                           volumes=tuple(a.volume), read_only=a.read_only,
+                           mix_roots=a.mix_roots, seccomp=_seccomp(a), **join_extras(a))
     name, code = member.join(state_root(root), spec)
     if a.detach:
         print(name)
@@ -160,6 +167,13 @@ def cmd_gc(a: Parsed, root: str | None) -> int:
     return 0
 
 
+def _seccomp_in_force(spec: dict[str, Any]) -> str:
+    """"default", "unconfined" or the profile's path: what a plain join runs under."""
+    from nspod import seccomp
+
+    return seccomp.choose(spec.get("seccomp"), None, bool(spec.get("privileged")))
+
+
 def _view(store: Store, rec: PodRecord) -> dict[str, Any]:
     """What inspect and ls --json show of a pod."""
     from nspod import render
@@ -183,8 +197,9 @@ def _view(store: Store, rec: PodRecord) -> dict[str, Any]:
         },
         "net": rec.spec.get("net", "none"),
         **rec.net,
-        "limits": {k: rec.spec.get(k) for k in ("memory", "pids", "cpus")},
-        "security": SecurityOpts.from_spec(rec.spec).to_spec(),
+        "limits": {k: rec.spec.get(k) for k in ("memory", "pids", "cpus", "shm_size")},
+        "security": {**SecurityOpts.from_spec(rec.spec).to_spec(),
+                     "seccomp": _seccomp_in_force(rec.spec)},
         "cgroups": [d for d in cgroup_dirs(store, rec, rec.name) if os.path.isdir(d)],
     }
 

@@ -131,7 +131,7 @@ class Check:
 
 def start_check(pod: Pod, rec: dict[str, Any]) -> Check:
     """Starts the member's health command in its namespaces; returns at once."""
-    from nspod import cgroups, security
+    from nspod import cgroups, seccomp, security
 
     host_pid = rec["host_pid"]
     mnt = f"/proc/{host_pid}/ns/mnt"
@@ -141,6 +141,9 @@ def start_check(pod: Pod, rec: dict[str, Any]) -> Check:
     pol = security.resolve(security.SecurityOpts.from_spec(pod.rec.get("spec", {})),
                            security.SecurityOpts.from_spec(s["security"])
                            if s.get("security") else security.SecurityOpts(), s.get("user"))
+    # the member's own filter: a check can do no more than the member
+    bpf = seccomp.member_filter(pod.dir, pod.rec.get("spec", {}).get("seccomp"),
+                                s.get("seccomp"), pol.caps, pol.privileged)
     security.preload()  # the member's root may have no Python
     cgroup_fds = cgroups.open_procs(pod.rec.get("spec", {}).get("cgroups") or [])
 
@@ -153,7 +156,7 @@ def start_check(pod: Pod, rec: dict[str, Any]) -> Check:
     ns = {**pod.ns(), "mnt": mnt}
     mspec = spawn.MemberSpec(["/bin/sh", "-c", rec["health"]["cmd"]],
                              member_env(dict(s.get("env") or {}), pod.rec.get("hostname", "")),
-                             s.get("cwd"), ns, prepare)
+                             s.get("cwd"), ns, prepare, seccomp=bpf)
     records = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def on_started(_host: int, pod_pid: int, _logger: int) -> None:

@@ -14,7 +14,7 @@ import os
 import time
 
 from nspod import lean, member, spawn
-from nspod.errors import NspodError
+from nspod.errors import NspodError, os_reason
 from nspod.memberctl import find_member
 
 TYPE_CHECKING = False
@@ -68,9 +68,11 @@ def logs(root: str, pod_name: str, name: str, follow: bool, tail: int | None,
             f'logs: member "{name}" ran in the foreground: its output went to its terminal')
     path = pod.path("logs", f"{name}.log")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NspodError(f'logs: no log for member "{name}"') from None
+    except OSError as e:
+        raise NspodError(f'logs: member "{name}": {os_reason(e)}') from e
     try:
         data = _read_rotated(path + ".1", fd) + _read_all(fd)
         lines, rest = _split(data)
@@ -91,7 +93,7 @@ def logs(root: str, pod_name: str, name: str, follow: bool, tail: int | None,
                 continue
             if _rotated(path, fd):  # the logger started a new file: read it from its start
                 os.close(fd)
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 continue
             if _done(pod, name):
                 chunk = _read_all(fd)
@@ -114,8 +116,8 @@ def _read_all(fd: int) -> bytes:
 def _read_rotated(old: str, current: int) -> bytes:
     """The rotated file, unless it is the one already open (rotated meanwhile)."""
     try:
-        fd = os.open(old, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = os.open(old, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, OSError):
         return b""
     try:
         if os.fstat(fd).st_ino == os.fstat(current).st_ino:

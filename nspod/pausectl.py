@@ -28,8 +28,11 @@ def _report(fd: int, tag: bytes, text: str) -> None:
         pass
 
 
+DEFAULT_SHM = 64 << 20  # bytes of a pod's /dev/shm, as docker and podman
+
+
 class PauseSpec:
-    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare", "tag")
+    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare", "tag", "shm_size")
 
     def __init__(
         self,
@@ -40,6 +43,7 @@ class PauseSpec:
         chroot: str | None = None,  # where pause's own root, an empty tmpfs, is made
         prepare: Callable[[], None] | None = None,  # runs as PID 1 before exec (cgroup, ...)
         tag: str = "",  # NSPOD_POD in pause's environment: gc finds a lost pause by it
+        shm_size: int = DEFAULT_SHM,  # bytes of the pod's /dev/shm
     ) -> None:
         self.hostname = hostname
         self.records = str(records)
@@ -48,6 +52,7 @@ class PauseSpec:
         self.chroot = None if chroot is None else str(chroot)
         self.prepare = prepare
         self.tag = tag
+        self.shm_size = shm_size
 
 
 def start_pause(spec: PauseSpec) -> int:
@@ -124,7 +129,7 @@ def _pause_child(spec: PauseSpec, w: int, binfd: int, logfd: int) -> None:
         step = "mount the pod's /dev/shm"
         # IPC is the pod's: so is its POSIX shared memory (shm_overview(7)).
         sc.mount("shm", "/dev/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
-                 "mode=1777,size=65536k")
+                 f"mode=1777,size={spec.shm_size}")
         step = "set the hostname"
         sc.sethostname(spec.hostname)
         if spec.new_net:

@@ -41,7 +41,7 @@ CREATE_STEPS = (  # in order; see poddir.checkpoint
 
 class CreateSpec:
     __slots__ = ("name", "hostname", "net", "ip", "ports", "dns", "add_hosts",
-                 "limits", "security", "rootfs", "volumes", "read_only")
+                 "limits", "security", "rootfs", "volumes", "read_only", "seccomp", "shm_size")
 
     def __init__(
         self,
@@ -57,6 +57,8 @@ class CreateSpec:
         rootfs: str | None = None,  # default root filesystem of every join
         volumes: tuple[Any, ...] = (),  # rootfs.Volume, for every join
         read_only: bool = False,
+        seccomp: str | None = None,  # every join's: "unconfined" or a profile; None: default
+        shm_size: int | None = None,  # bytes of the pod's /dev/shm; None: 64 MiB
     ) -> None:
         self.name = name
         self.hostname = hostname
@@ -70,6 +72,8 @@ class CreateSpec:
         self.rootfs = rootfs
         self.volumes = volumes
         self.read_only = read_only
+        self.seccomp = seccomp
+        self.shm_size = shm_size
 
 
 def generate_name(store: Store) -> str:
@@ -126,7 +130,9 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
                   "dns": list(spec.dns), "add_hosts": [list(h) for h in spec.add_hosts],
                   "rootfs": root, "volumes": [v.to_list() for v in spec.volumes],
                   "read_only": spec.read_only,
-                  **spec.limits.to_spec(), **spec.security.to_spec()},
+                  **spec.limits.to_spec(), **spec.security.to_spec(),
+                  "pids": cgroups.pids_limit(spec.limits.pids), "seccomp": spec.seccomp,
+                  "shm_size": spec.shm_size or pausectl.DEFAULT_SHM},
         )
         if spec.net == "bridge":
             rec.net = podnet.claim(store, rec, undo)
@@ -146,8 +152,11 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
 
     Fills rec's runtime facts; each step registers its undo on undo.
     """
+    from nspod import seccomp
+
     pdir = store.pod_dir(rec.name)
     net = rec.spec.get("net", "none")
+    seccomp.prepare_pod(pdir, rec.spec)  # checks the profile before anything is made
     limits = cgroups.Limits(rec.spec.get("memory"), rec.spec.get("pids"), rec.spec.get("cpus"))
     cgroup = cgroups.create(store.root, rec.name, limits)  # reuses the empty one on start
     undo.callback(cgroups.remove, cgroup)
@@ -166,6 +175,7 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
                 chroot=os.path.join(pdir, "root"),
                 tag=pdir,
                 prepare=lambda: cgroups.enter(cgroup_fds),
+                shm_size=rec.spec.get("shm_size") or pausectl.DEFAULT_SHM,
             )
         )
     finally:

@@ -23,6 +23,7 @@ def record_fields(spec: JoinSpec) -> dict[str, Any]:
             "read_only": spec.read_only,
             "security": spec.security.to_spec() if spec.security is not None else None,
             "log_max_size": spec.log_max_size,
+            "seccomp": spec.seccomp, "mix_roots": spec.mix_roots,
         },
         "restart": spec.restart,
     }
@@ -46,7 +47,8 @@ def join_spec(pod: str, name: str, rec: dict[str, Any]) -> JoinSpec:
                     volumes=tuple(rootfs.Volume.from_list(v) for v in s.get("volumes", ())),
                     read_only=bool(s.get("read_only")), restart=rec.get("restart", "no"),
                     health=rec.get("health"),
-                    log_max_size=int(s.get("log_max_size", LOG_MAX_SIZE)))
+                    log_max_size=int(s.get("log_max_size", LOG_MAX_SIZE)),
+                    seccomp=s.get("seccomp"), mix_roots=bool(s.get("mix_roots")))
 
 
 def supervise(pod_dir: str, spec: JoinSpec, name: str, started: float) -> None:

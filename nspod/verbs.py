@@ -26,8 +26,10 @@ VERBS = (
                 "H"),
             Opt(("--memory",), "memory", "memory limit of the pod, no swap (e.g. 64M, 1g)",
                 "SIZE", convert=o.memory),
-            Opt(("--pids",), "pids", "most processes the pod may have at once", "N",
-                convert=o.pids),
+            Opt(("--pids",), "pids", "most processes the pod may have at once (default 2048; "
+                "0 or -1: unlimited)", "N", convert=o.pids),
+            Opt(("--shm-size",), "shm_size", "size of the pod's /dev/shm (default 64M)", "SIZE",
+                convert=o.size),
             Opt(("--cpus",), "cpus", "CPU time the pod may use, in CPUs (e.g. 0.5)", "X",
                 convert=o.cpus),
             Opt(("--net",), "net", "bridge (default): own address on the bridge; none: only lo;"
@@ -46,8 +48,8 @@ VERBS = (
         details="Prints the pod's name (one is generated when none is given).\n"
         "Environment: NSPOD_BRIDGE (nspod0), NSPOD_SUBNET (10.88.0.0/16),\n"
         "NSPOD_NFT_TABLE (nspod).\n"
-        "--rootfs, -v, --read-only, --cap-add, --cap-drop and --privileged are\n"
-        "defaults for every join into the pod.\n"
+        "--rootfs, -v, --read-only, --cap-add, --cap-drop, --privileged and\n"
+        "--security-opt are defaults for every join into the pod.\n"
         + o.SECURITY_HELP + "\n" + o.EXIT_CODES,
         run=h.cmd_create,
     ),
@@ -65,6 +67,8 @@ VERBS = (
             Opt(("-i", "--interactive"), "interactive", "with -t: pass stdin to the terminal"),
             Opt(("-u", "--user"), "user", "run as UID[:GID] or NAME[:GROUP] (names from the "
                 "member's /etc/passwd and /etc/group)", "USER"),
+            Opt(("--mix-roots",), "mix_roots", "allow members with a rootfs and members on "
+                "the host's files in one pod (the former can then reach the host's files)"),
             *o.SECURITY_OPTS,
             *o.ROOTFS_OPTS,
             *lc.JOIN_OPTS,

@@ -411,3 +411,17 @@ def test_start_all_killed_halfway_is_finished_by_the_next(pod_env: PodEnv) -> No
     assert sorted(members) == ["a", "b"]
     assert all(m["state"] == "running" for m in members.values())
     assert sorted(_sleepers(pod_env, "p")) == sorted(m["pid"] for m in members.values())
+
+
+def test_a_health_check_can_do_no_more_than_its_member(pod_env: PodEnv) -> None:
+    """The check runs with the member's seccomp filter, capabilities and root:
+    the attack a member cannot make (a user namespace: every capability in it)
+    fails from its health check too."""
+    pod_env.create("--net", "none", "p")
+    assert pod_env.run("join", "p", "--", "unshare", "-U", "true").returncode != 0
+    pod_env.run("join", "-d", "--name", "h", "--health-cmd", "unshare -U true",
+                "--health-interval", "1h", "p", "--", "sleep", "60", check=True)
+    r = pod_env.run("healthcheck", "run", "p", "h")
+    assert r.returncode == 1
+    state = json.loads((pod_env.root / "pods" / "p" / "health" / "h.json").read_text())
+    assert "Operation not permitted" in state["log"][-1]["output"]
