@@ -232,7 +232,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 if spec.restart != "no" or spec.health:
                     from nspod.runspec import supervise
 
-                    supervise(pod.dir, spec, name, started)
+                    supervise(pod.dir, spec)
                 return name, 0
             try:
                 status = spawn.wait_member(member, records, lambda: not _readable(pause_fd),

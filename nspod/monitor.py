@@ -95,6 +95,8 @@ def start(pdir: str) -> int:
     site = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {"NSPOD_MONITOR": pdir,
            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    if os.environ.get("NSPOD_STORAGE"):
+        env["NSPOD_STORAGE"] = os.environ["NSPOD_STORAGE"]  # where it keeps members for a reboot
     if os.environ.get("NSPOD_KILL_AT", "").startswith("monitor-"):
         env["NSPOD_KILL_AT"] = os.environ["NSPOD_KILL_AT"]  # the tests' crash injection
     # -I: neither the caller's directory nor its PYTHON* variables choose the code
@@ -231,6 +233,7 @@ class _Monitor:
         self.pidfds: dict[tuple[str, int, int], int] = {}  # run -> pidfd
         self.checks: dict[str, Check] = {}  # member name -> health check in flight
         self.gone: dict[tuple[str, int, int], float] = {}  # run -> seen gone, no record yet
+        self.kept: dict[str, str] = {}  # member -> what persist last kept of it
         self.fifo = -1
         self.pause_fd = -1
 
@@ -290,6 +293,8 @@ class _Monitor:
             if "pod_pid" not in rec or not policy.supervised(rec):
                 continue
             name = rec["name"]
+            if rec.get("restart", "no") != "no":
+                self._keep(rec)
             run = (name, rec.get("host_pid", 0), rec.get("pid_start", 0))
             status, finished = self._status(rec, run, now)
             if status is None and finished is None:  # running
@@ -319,6 +324,20 @@ class _Monitor:
         for run in [r for r in self.pidfds if r not in seen]:
             os.close(self.pidfds.pop(run))
         return wake
+
+    def _keep(self, rec: dict[str, Any]) -> None:
+        """What a reboot needs of the member, in storage: written when it changes
+        (a new member, a restart), not on join's path."""
+        from nspod import persist
+
+        text = persist.member_text(rec)
+        if self.kept.get(rec["name"]) != text:
+            try:
+                persist.save_member(self.pdir, rec, text)
+            except OSError as e:
+                self.log(f"{rec['name']}: cannot keep it for a reboot: {e}")
+                return
+            self.kept[rec["name"]] = text
 
     def _status(self, rec: dict[str, Any], run: tuple[str, int, int],
                 now: float) -> tuple[int | None, float | None]:

@@ -64,19 +64,26 @@ def save_pod(store: Store, rec: PodRecord, wanted: str) -> None:
     lean.write_atomic(os.path.join(pdir, "pod.json"), lean.dumps(data))
 
 
-def save_member(pod_dir: str, rec: dict[str, Any]) -> None:
-    """A member with a restart policy, as joined, restarted or killed by the user.
+def member_text(rec: dict[str, Any]) -> str:
+    """What is kept of a member with a restart policy."""
+    return lean.dumps({k: rec[k] for k in ("name", "spec", "restart", "health", "restarts",
+                                           "detached", "user_stopped", "started") if k in rec})
 
-    Not fsync'd: join is on a hot path; the kernel writes it back within
-    seconds (a member joined in the last seconds before a power cut may be lost).
+
+def save_member(pod_dir: str, rec: dict[str, Any], text: str | None = None) -> None:
+    """A member with a restart policy, as the monitor sees it (joined, restarted)
+    or as the user's kill left it.
+
+    Written by the monitor, off join's path, and not fsync'd: the kernel
+    writes it back within seconds (a member joined in the last seconds before
+    a power cut may be lost).
     """
     root = os.path.dirname(os.path.dirname(pod_dir))
     mdir = os.path.join(_pod_dir(root, os.path.basename(pod_dir)), "members")
     if not os.path.isdir(mdir):
         return  # a pod made before storage existed: nothing to attach it to
-    keep = {k: rec[k] for k in ("name", "spec", "restart", "health", "restarts", "detached",
-                                "user_stopped", "started") if k in rec}
-    lean.write_atomic(os.path.join(mdir, f"{rec['name']}.json"), lean.dumps(keep), sync=False)
+    lean.write_atomic(os.path.join(mdir, f"{rec['name']}.json"),
+                      text if text is not None else member_text(rec), sync=False)
 
 
 def forget(store: Store, name: str) -> None:
@@ -84,6 +91,13 @@ def forget(store: Store, name: str) -> None:
     from nspod.poddir import remove_tree
 
     remove_tree(_pod_dir(store.root, name), quiet=True)
+    top = _root_dir(store.root)
+    try:
+        if os.listdir(top) == ["root"]:  # its last pod: nothing of this state root stays
+            os.unlink(os.path.join(top, "root"))
+            os.rmdir(top)
+    except OSError:
+        pass  # gone already, or a create made a pod meanwhile
 
 
 def forget_dead(store: Store, name: str) -> None:

@@ -51,14 +51,9 @@ def join_spec(pod: str, name: str, rec: dict[str, Any]) -> JoinSpec:
                     seccomp=s.get("seccomp"), mix_roots=bool(s.get("mix_roots")))
 
 
-def supervise(pod_dir: str, spec: JoinSpec, name: str, started: float) -> None:
-    """A member that asked for a policy or a health check has started:
-    keep what a reboot needs, and make sure the pod's monitor runs."""
-    if spec.restart != "no":
-        from nspod import persist  # only members that come back after a reboot
-
-        persist.save_member(pod_dir, {**record_fields(spec), "name": name, "detached": True,
-                                      "started": started})
+def supervise(pod_dir: str, spec: JoinSpec) -> None:
+    """A member that asked for a policy or a health check has started: make
+    sure the pod's monitor runs (it also keeps what a reboot needs of it)."""
     if spec.carry is None:  # a restart comes from the monitor itself
         from nspod import monitor
 
