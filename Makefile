@@ -4,7 +4,8 @@ PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev libseccomp-dev musl-tools \
-	nftables iproute2 procps nginx-light busybox-static curl
+	nftables iproute2 procps nginx-light busybox-static curl \
+	skopeo umoci docker-registry
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup apt venv install test unit integration demo bench bench-setup lint rootfs clean \
@@ -56,7 +57,7 @@ bench:
 # The tools the benchmark compares with: not needed to run nspod.
 bench-setup: setup
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-		podman catatonit tini
+		podman runc catatonit tini
 	$(PY) -m pip install -q matplotlib
 
 # The Vagrant lab: a Debian 12 VM with a stock kernel and cgroup v2.

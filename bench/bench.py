@@ -40,6 +40,7 @@ try:  # the networking figures plug in from beside this file (issue 4)
     import net_bench  # noqa: E402
 except ImportError:  # pragma: no cover - before networking was merged
     net_bench = None  # type: ignore[assignment]
+import image_bench  # noqa: E402 - the image figures (issue 15)
 import lifecycle_bench  # noqa: E402
 
 # names of this run's own (another session's bench on the machine keeps to its own)
@@ -274,6 +275,11 @@ def bench_join(runs: int) -> dict[str, float]:
         finally:
             subprocess.run(["podman", "pod", "rm", "-f", name], capture_output=True)
     return out
+
+
+def bench_image_figures(runs: int) -> dict[str, float]:
+    with world() as env:
+        return image_bench.bench_images(NSPOD, env, runs, USE_PODMAN, NOTES, SAMPLES)
 
 
 # -- seccomp ----------------------------------------------------------------------------
@@ -636,6 +642,8 @@ def report(r: dict[str, float]) -> str:
     row("nspod join --rootfs busybox", r.get("join_rootfs_ms"), "ms")
     row("podman run --rm --pod --rootfs", r.get("podman_run_rootfs_ms"), "ms",
         rel("join_rootfs_ms", "podman_run_rootfs_ms", "nspod {}x this"))
+    for what, val, rat, target in image_bench.report_rows(r):
+        row(what, val, "ms", rat, target)
     row("create + rm (--net none)", r.get("create_rm_none_ms"), "ms",
         rel("create_rm_none_ms", "by_hand_unshare_ms", "{}x by hand"))
     row("  by hand with unshare", r.get("by_hand_unshare_ms"), "ms")
@@ -721,6 +729,7 @@ def targets(r: dict[str, float]) -> dict[str, dict[str, object]]:
         if r.get(num) and r.get(den):
             ratio = r[num] / r[den]
             out[name] = {"ratio": round(ratio, 3), "pass": ratio <= limit}
+    out.update(image_bench.targets(r))
     if "join_ms" in r and "join_unconfined_ms" in r:
         added = r["join_ms"] - r["join_unconfined_ms"]
         out["seccomp filter adds < 1 ms to join"] = {"value": round(added, 3), "pass": added < 1}
@@ -771,6 +780,7 @@ def main() -> int:
     r: dict[str, float] = {}
     steps: list[tuple[str, str, Callable[[], dict[str, float]]]] = [
         ("join", "", lambda: bench_join(runs)),
+        ("images", image_bench.missing_tools(), lambda: bench_image_figures(min(runs, 20))),
         ("seccomp", "" if supports("join", "--security-opt") else "no seccomp (issue 14)",
          lambda: bench_seccomp(min(runs, 20))),
         ("core create+rm", "", lambda: bench_core_cycle(min(runs, 20))),

@@ -55,7 +55,8 @@ class Verb:
         summary: str,
         positionals: tuple[str, ...] = (),  # "NAME", "NAME?" optional, "NAME..." many, "NAME*" any
         options: tuple[Opt, ...] = (),
-        command: bool = False,  # takes -- CMD [ARG...]
+        command: bool | str = False,  # takes -- CMD [ARG...]; a string: an optional
+        # command, shown so in the usage line (join: the image's own command)
         details: str = "",
         run: Any = None,  # the handler: callable(Parsed, root: str | None) -> exit code
     ) -> None:
@@ -149,7 +150,7 @@ def parse(verb: Verb, argv: list[str]) -> Parsed:
     if values["help"]:
         return Parsed(verb.name, values, command)
     _assign(verb, positional, values)
-    if verb.command and not command:
+    if verb.command is True and not command:
         raise UsageError(f"{verb.name}: no command given (nspod {verb.name} POD -- CMD [ARG...])")
     return Parsed(verb.name, values, command)
 
@@ -191,8 +192,10 @@ def usage(verb: Verb) -> str:
         else p
         for p in verb.positionals
     )
-    cmd = " -- CMD [ARG...]" if verb.command else ""
-    lines = [f"usage: nspod {verb.name} [OPTIONS] {pos}{cmd}".rstrip(), "", verb.summary]
+    cmd = (f" {verb.command}" if isinstance(verb.command, str)
+           else " -- CMD [ARG...]" if verb.command else "")
+    lines = [f"usage: nspod {verb.name} [OPTIONS]{' ' + pos if pos else ''}{cmd}", "",
+             verb.summary]
     if verb.details:
         lines += ["", verb.details]
     lines += ["", "options:"]

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import sys
 
-from nspod import __version__, lifecycle_cli, verbs
+from nspod import __version__, imagecli, lifecycle_cli, verbs
 from nspod.args import parse, usage
 from nspod.errors import FAILED, USAGE, NotRoot, NspodError, UsageError, os_reason
 from nspod.handlers import DEFAULT_ROOT
 
-TABLES = (verbs.VERBS, lifecycle_cli.VERBS)
+TABLES = (verbs.VERBS, imagecli.VERBS, lifecycle_cli.VERBS)
 VERBS = {v.name: v for table in TABLES for v in table}
 
 GLOBAL_HELP = """\

@@ -65,6 +65,14 @@ class UnknownUser(NspodError):
     """--user names a user or group the member's root does not know."""
 
 
+class NoSuchImage(NspodError):
+    pass
+
+
+class ImageInUse(NspodError):
+    pass
+
+
 class ExecFailed(NspodError):
     """The command could not be executed: 126 (found, not runnable) or 127."""
 

@@ -63,7 +63,19 @@ def cmd_create(a: Parsed, root: str | None) -> int:
         rootfs=a.rootfs, volumes=tuple(a.volume), read_only=a.read_only,
         seccomp=_seccomp(a), shm_size=a.shm_size,
     )
-    print(pod.create(_store(root), spec).name)
+    store = _store(root)
+    if a.image is None:
+        print(pod.create(store, spec).name)
+        return 0
+    from nspod import image
+
+    if a.rootfs:
+        raise UsageError("create: --image and --rootfs do not go together")
+    images = image.ImageStore()
+    spec.image = image.ensure(images, a.image, image.check_policy(a.pull)).id
+    spec.name = spec.name or pod.generate_name(store)
+    with images.hold(spec.image, store.pod_dir(spec.name)):  # image rm waits, then sees it
+        print(pod.create(store, spec).name)
     return 0
 
 
@@ -80,7 +92,11 @@ def cmd_join(a: Parsed, root: str | None) -> int:
                            detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,
                            security=_security(a), user=a.user, rootfs=a.rootfs,
                            volumes=tuple(a.volume), read_only=a.read_only,
-                           mix_roots=a.mix_roots, seccomp=_seccomp(a), **join_extras(a))
+                           mix_roots=a.mix_roots,
+                           seccomp=_seccomp(a), image=a.image, pull=a.pull,
+                           **join_extras(a))
+    if a.image and a.rootfs:
+        raise UsageError("join: --image and --rootfs do not go together")
     name, code = member.join(state_root(root), spec)
     if a.detach:
         print(name)
@@ -200,6 +216,7 @@ def _view(store: Store, rec: PodRecord) -> dict[str, Any]:
         "limits": {k: rec.spec.get(k) for k in ("memory", "pids", "cpus", "shm_size")},
         "security": {**SecurityOpts.from_spec(rec.spec).to_spec(),
                      "seccomp": _seccomp_in_force(rec.spec)},
+        "image": rec.spec.get("image"),
         "cgroups": [d for d in cgroup_dirs(store, rec, rec.name) if os.path.isdir(d)],
     }
 

@@ -72,6 +72,10 @@ ROOTFS_OPTS = (
     Opt(("-v", "--volume"), "volume", "bind-mount a host path (ro: read-only)",
         "HOST_PATH:PATH[:ro]", True, convert=volume),
     Opt(("--read-only",), "read_only", "mount the rootfs read-only (writable /tmp and /run)"),
+    Opt(("--image",), "image", "run in a copy-on-write root of this image (pulled when "
+        "missing); its Entrypoint, Cmd, Env, WorkingDir and User apply", "REF"),
+    Opt(("--pull",), "pull", "pull --image: always, missing (default), never", "POLICY",
+        default="missing"),
 )
 SECURITY_OPTS = (
     Opt(("--cap-add",), "cap_add", "add a capability (NET_ADMIN, CAP_NET_ADMIN, ALL)", "CAP",

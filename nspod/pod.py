@@ -41,7 +41,8 @@ CREATE_STEPS = (  # in order; see poddir.checkpoint
 
 class CreateSpec:
     __slots__ = ("name", "hostname", "net", "ip", "ports", "dns", "add_hosts",
-                 "limits", "security", "rootfs", "volumes", "read_only", "seccomp", "shm_size")
+                 "limits", "security", "rootfs", "volumes", "read_only", "seccomp", "shm_size",
+                 "image")
 
     def __init__(
         self,
@@ -59,6 +60,7 @@ class CreateSpec:
         read_only: bool = False,
         seccomp: str | None = None,  # every join's: "unconfined" or a profile; None: default
         shm_size: int | None = None,  # bytes of the pod's /dev/shm; None: 64 MiB
+        image: str | None = None,  # id of every join's default image (image.ensure)
     ) -> None:
         self.name = name
         self.hostname = hostname
@@ -74,6 +76,7 @@ class CreateSpec:
         self.read_only = read_only
         self.seccomp = seccomp
         self.shm_size = shm_size
+        self.image = image
 
 
 def generate_name(store: Store) -> str:
@@ -129,7 +132,7 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
             spec={"net": spec.net, "ip": spec.ip, "ports": [p.to_dict() for p in spec.ports],
                   "dns": list(spec.dns), "add_hosts": [list(h) for h in spec.add_hosts],
                   "rootfs": root, "volumes": [v.to_list() for v in spec.volumes],
-                  "read_only": spec.read_only,
+                  "read_only": spec.read_only, "image": spec.image,
                   **spec.limits.to_spec(), **spec.security.to_spec(),
                   "pids": cgroups.pids_limit(spec.limits.pids), "seccomp": spec.seccomp,
                   "shm_size": spec.shm_size or pausectl.DEFAULT_SHM},

@@ -24,6 +24,8 @@ def record_fields(spec: JoinSpec) -> dict[str, Any]:
             "security": spec.security.to_spec() if spec.security is not None else None,
             "log_max_size": spec.log_max_size,
             "seccomp": spec.seccomp, "mix_roots": spec.mix_roots,
+            # argv, env, cwd, user above are the image's where the join gave none
+            "image": spec.image,
         },
         "restart": spec.restart,
     }
@@ -48,7 +50,8 @@ def join_spec(pod: str, name: str, rec: dict[str, Any]) -> JoinSpec:
                     read_only=bool(s.get("read_only")), restart=rec.get("restart", "no"),
                     health=rec.get("health"),
                     log_max_size=int(s.get("log_max_size", LOG_MAX_SIZE)),
-                    seccomp=s.get("seccomp"), mix_roots=bool(s.get("mix_roots")))
+                    seccomp=s.get("seccomp"), mix_roots=bool(s.get("mix_roots")),
+                    image=s.get("image"))
 
 
 def supervise(pod_dir: str, spec: JoinSpec) -> None:

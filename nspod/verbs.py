@@ -48,7 +48,7 @@ VERBS = (
         details="Prints the pod's name (one is generated when none is given).\n"
         "Environment: NSPOD_BRIDGE (nspod0), NSPOD_SUBNET (10.88.0.0/16),\n"
         "NSPOD_NFT_TABLE (nspod).\n"
-        "--rootfs, -v, --read-only, --cap-add, --cap-drop, --privileged and\n"
+        "--rootfs, --image, -v, --read-only, --cap-add, --cap-drop, --privileged and\n"
         "--security-opt are defaults for every join into the pod.\n"
         + o.SECURITY_HELP + "\n" + o.EXIT_CODES,
         run=h.cmd_create,
@@ -73,7 +73,7 @@ VERBS = (
             *o.ROOTFS_OPTS,
             *lc.JOIN_OPTS,
         ),
-        command=True,
+        command="-- CMD [ARG...]",
         details="Options may come before or after POD; CMD starts at the first word after\n"
         "POD (or after --), so CMD's own options pass through.\n"
         "In the foreground, stdin, stdout and stderr are the caller's; SIGINT,\n"
@@ -81,6 +81,9 @@ VERBS = (
         "With -d the command's stdin is /dev/null and its output goes to its log\n"
         "(nspod logs); pause reaps it and records its exit status (nspod ps).\n"
         "--cap-add and --cap-drop apply on top of the pod's defaults.\n"
+        "With --image (or a pod created with one), CMD may be left out: the image's\n"
+        "Entrypoint and Cmd run; a CMD replaces both. -e, -w, -u override its Env,\n"
+        "WorkingDir and User.\n"
         + lc.JOIN_HELP + "\n" + o.SECURITY_HELP + "\n" + JOIN_CODES,
         run=h.cmd_join,
     ),

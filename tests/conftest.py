@@ -63,8 +63,8 @@ class PodEnv:
 
     @property
     def storage(self) -> Path:
-        """The test's storage root (what outlives a reboot): beside its state root."""
-        return Path(f"{self.root}-storage")
+        """The test's storage root (what outlives a reboot, images): in its state root."""
+        return self.root / "storage"
 
     def run(
         self, *args: str, check: bool = False, timeout: float = 30, **kw: object
@@ -267,11 +267,10 @@ def teardown_env(e: PodEnv) -> list[str]:
     ipam = e.root / "ipam"
     if ipam.exists() and any(p.suffix != ".lock" for p in ipam.iterdir()):
         problems.append(f"address records left: {sorted(p.name for p in ipam.iterdir())}")
-    shutil.rmtree(e.root, ignore_errors=True)
     kept = [p.name for p in (e.storage / "pods").glob("*/*") if p.is_dir()]
     if kept:
         problems.append(f"stored pods left after rm: {kept}")
-    shutil.rmtree(e.storage, ignore_errors=True)
+    shutil.rmtree(e.root, ignore_errors=True)
     return problems
 
 

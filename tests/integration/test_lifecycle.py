@@ -262,8 +262,9 @@ def _power_cut(e: PodEnv) -> None:
     subprocess.run(["nft", "delete", "table", "ip", e.table], check=False)
     for d in pod_cgroups(e.root):
         until(f"{d} empty", lambda d=d: _rmdir(d))
-    shutil.rmtree(e.root)
-    e.root.mkdir()
+    for child in e.root.iterdir():  # /run is wiped; the storage root is on disk
+        if child != e.storage:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def _pid_ns_is(pid: int, pin: Path) -> bool:
