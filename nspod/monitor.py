@@ -148,10 +148,11 @@ def on_stop(pdir: str) -> None:
 
     The monitor goes first, so no restart can follow; then every detached
     member still running is marked pod_stopped: its end is not restarted, and
-    `start` runs it again.
+    `start` runs it again. Members with a policy are kept for a reboot here
+    too: a monitor stopped before its first look has not kept them yet.
     """
     kill(pdir)
-    from nspod import member
+    from nspod import member, persist
 
     try:
         pod = member.Pod(os.path.dirname(os.path.dirname(pdir)), os.path.basename(pdir))
@@ -162,6 +163,8 @@ def on_stop(pdir: str) -> None:
                 and member.run_status(pod, rec)[0] is None:
             rec["pod_stopped"] = True
             lean.write_atomic(path, lean.dumps(rec), sync=False)
+        if rec.get("restart", "no") != "no":
+            persist.save_member(pdir, rec)
 
 
 def on_start(pdir: str) -> list[str]:
