@@ -19,6 +19,12 @@ apt:
 		echo "installing: $$missing"; \
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi; \
+	if echo "$$missing" | grep -qw docker-registry; then \
+		echo "docker-registry is for the tests (they start their own on 127.0.0.1): its service stays off"; \
+		$(SUDO) systemctl disable --now docker-registry.service >/dev/null 2>&1 || \
+		{ $(SUDO) invoke-rc.d docker-registry stop; $(SUDO) update-rc.d docker-registry disable; } \
+			>/dev/null 2>&1 || true; \
 	fi
 
 $(PY):

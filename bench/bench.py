@@ -79,6 +79,11 @@ def remove_root(root: Path, env: dict[str, str]) -> None:
         subprocess.run([NSPOD, "rm", "-f", "-t", "0", *names[i:i + 50]], env=env,
                        capture_output=True)
     subprocess.run([NSPOD, "gc"], env=env, capture_output=True)
+    # networks: bridge, rules and the ip_forward hold go through nspod
+    nets = subprocess.run([NSPOD, "network", "ls", "-q"], env=env, capture_output=True, text=True)
+    for net in nets.stdout.split() if nets.returncode == 0 else []:
+        subprocess.run([NSPOD, "network", "rm", "-f", "-t", "0", net], env=env,
+                       capture_output=True)
     for pidfile in root.glob("pods/*/pause.pid"):  # a half-made pod nspod no longer knows
         try:
             pid, start = (int(x) for x in pidfile.read_text().split()[:2])

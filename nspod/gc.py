@@ -133,6 +133,9 @@ def gc(store: Store) -> list[str]:
             removed.append(name)
     # cgroups of pods whose directory is gone (a create killed before it made one)
     cgroups.collect_garbage(store.root, (os.path.basename(p) for p in store.dirs()))
+    from nspod import network
+
+    network.gc(store)  # networks a killed `network create` left, stale /etc/hosts entries
     return removed
 
 

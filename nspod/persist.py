@@ -142,14 +142,18 @@ def _create_spec(saved: dict[str, Any]):  # type: ignore[no-untyped-def]
     from nspod import cgroups, pod, portmap, rootfs, security
 
     s = saved["spec"]
+    net = s.get("net", "bridge")
+    if net == "bridge":
+        net = s.get("network") or "bridge"  # the pod's network (nspod, or one made by name)
     return pod.CreateSpec(
-        name=saved["name"], hostname=saved["hostname"], net=s.get("net", "bridge"),
+        name=saved["name"], hostname=saved["hostname"], net=net,
         ip=s.get("ip"), ports=tuple(portmap.Publish.from_dict(d) for d in s.get("ports", [])),
         dns=tuple(s.get("dns", [])), add_hosts=tuple((h[0], h[1]) for h in s.get("add_hosts", [])),
         limits=cgroups.Limits(s.get("memory"), s.get("pids"), s.get("cpus")),
         security=security.SecurityOpts.from_spec(s), rootfs=s.get("rootfs"),
         volumes=tuple(rootfs.Volume.from_list(v) for v in s.get("volumes", [])),
-        read_only=bool(s.get("read_only")))
+        read_only=bool(s.get("read_only")), seccomp=s.get("seccomp"),
+        shm_size=s.get("shm_size"), image=s.get("image"))
 
 
 def _create(store: Store, saved: dict[str, Any]) -> PodRecord:
@@ -160,7 +164,13 @@ def _create(store: Store, saved: dict[str, Any]) -> PodRecord:
     old = {k: os.environ.get(k) for k in NET_ENV}
     os.environ.update(saved.get("env", {}))
     try:
-        return pod.create(store, _create_spec(saved))
+        spec = _create_spec(saved)
+        if not spec.image:
+            return pod.create(store, spec)
+        from nspod import image  # the pod's image is in storage, as its spec
+
+        with image.ImageStore().hold(spec.image, store.pod_dir(spec.name)):
+            return pod.create(store, spec)
     finally:
         for k, v in old.items():
             if v is None:

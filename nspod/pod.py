@@ -15,7 +15,7 @@ import time
 from nspod import cgroups, etcfiles, lean, pausectl, podnet, procs
 from nspod.errors import NoSuchPod, NspodError, PodExists, PodNotRunning, UsageError
 from nspod.gc import gc_light, get
-from nspod.lean import check_name, proc_start, write_atomic
+from nspod.lean import check_name, proc_start, valid_name, write_atomic
 from nspod.poddir import (
     cgroup_dirs,
     checkpoint,
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # each costs ms to import at run time; rm and stop must start
     from typing import Any
 
 
-NET_MODES = ("bridge", "none", "host")
+NET_MODES = ("bridge", "none", "host")  # or the name of a network (nspod network create)
 CREATE_STEPS = (  # in order; see poddir.checkpoint
     "dir", "address", "ports", "cgroup", "pause", "namespaces", "veth", "files", "record",
 )
@@ -48,7 +48,7 @@ class CreateSpec:
         self,
         name: str | None = None,
         hostname: str | None = None,
-        net: str = "bridge",  # bridge | none | host
+        net: str = "bridge",  # bridge (the default network) | none | host | a network's name
         ip: str | None = None,  # --ip: this address rather than the next free one
         ports: tuple[Any, ...] = (),  # portmap.Publish
         dns: tuple[str, ...] = (),
@@ -87,12 +87,19 @@ def generate_name(store: Store) -> str:
 
 
 def check_net(spec: CreateSpec) -> None:
-    if spec.net not in NET_MODES:
-        raise UsageError(f"create: --net {spec.net!r}: use one of {', '.join(NET_MODES)}")
-    if spec.net != "bridge":
+    if spec.net not in NET_MODES and not valid_name(spec.net):
+        raise UsageError(f"create: --net {spec.net!r}: use bridge, none, host or a network's name")
+    if spec.net in ("none", "host"):
         for opt, given in (("--ip", spec.ip), ("-p", spec.ports)):
             if given:
                 raise UsageError(f"create: {opt} needs --net bridge (not --net {spec.net})")
+
+
+def _net_spec(net: str) -> dict[str, str]:
+    """The record's net (bridge | none | host) and, for a bridge, its network."""
+    if net in ("none", "host"):
+        return {"net": net}
+    return {"net": "bridge", "network": "nspod" if net == "bridge" else net}
 
 
 def create(store: Store, spec: CreateSpec) -> PodRecord:
@@ -129,7 +136,7 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
             hostname=hostname,
             created=time.time(),
             state="running",
-            spec={"net": spec.net, "ip": spec.ip, "ports": [p.to_dict() for p in spec.ports],
+            spec={**_net_spec(spec.net), "ip": spec.ip, "ports": [p.to_dict() for p in spec.ports],
                   "dns": list(spec.dns), "add_hosts": [list(h) for h in spec.add_hosts],
                   "rootfs": root, "volumes": [v.to_list() for v in spec.volumes],
                   "read_only": spec.read_only, "image": spec.image,
@@ -137,7 +144,7 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
                   "pids": cgroups.pids_limit(spec.limits.pids), "seccomp": spec.seccomp,
                   "shm_size": spec.shm_size or pausectl.DEFAULT_SHM},
         )
-        if spec.net == "bridge":
+        if rec.spec["net"] == "bridge":
             rec.net = podnet.claim(store, rec, undo)
         _launch(store, rec, undo)
         store.save(rec)
@@ -206,6 +213,8 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
         name=rec.name, hostname=rec.hostname, net=net, ip=rec.net.get("ip"),
         dns=tuple(rec.spec.get("dns", ())),
         add_hosts=tuple((str(h[0]), str(h[1])) for h in rec.spec.get("add_hosts", ()))))
+    if net == "bridge":
+        podnet.hosts_join(store, rec, undo)
     checkpoint("files")
     rec.pid, rec.pid_start = pid, start
     rec.state = "running"
@@ -262,6 +271,7 @@ def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
         if rec.net.get("veth"):
             from nspod import net
 
+            podnet.hosts_leave(store, name, rec.net)
             net.delete_link(rec.net["veth"])
         if rec.state == "running":
             rec.state = "stopped"

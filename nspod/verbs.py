@@ -32,8 +32,9 @@ VERBS = (
                 convert=o.size),
             Opt(("--cpus",), "cpus", "CPU time the pod may use, in CPUs (e.g. 0.5)", "X",
                 convert=o.cpus),
-            Opt(("--net",), "net", "bridge (default): own address on the bridge; none: only lo;"
-                " host: the host's network", "MODE", default="bridge"),
+            Opt(("--net",), "net", "bridge (default): own address on the default network; "
+                "NAME: on that network; none: only lo; host: the host's network",
+                "MODE|NAME", default="bridge"),
             Opt(("--ip",), "ip", "the pod's address (default: the next free one)", "ADDR",
                 convert=o.ip),
             Opt(("-p", "--publish"), "publish", "publish a port of the pod on the host",
@@ -46,8 +47,8 @@ VERBS = (
             *o.ROOTFS_OPTS,
         ),
         details="Prints the pod's name (one is generated when none is given).\n"
-        "Environment: NSPOD_BRIDGE (nspod0), NSPOD_SUBNET (10.88.0.0/16),\n"
-        "NSPOD_NFT_TABLE (nspod).\n"
+        "Environment: NSPOD_BRIDGE (nspod0) and NSPOD_SUBNET (from the pool) for\n"
+        "the default network, NSPOD_NFT_TABLE (nspod).\n"
         "--rootfs, --image, -v, --read-only, --cap-add, --cap-drop, --privileged and\n"
         "--security-opt are defaults for every join into the pod.\n"
         + o.SECURITY_HELP + "\n" + o.EXIT_CODES,
