@@ -117,7 +117,7 @@ def gc(store: Store) -> list[str]:
                 pausectl.kill_and_forget(pid)
             from nspod import monitor
 
-            monitor.kill(pdir)
+            monitor.kill_all(pdir)
             unmount_all(pdir)
             dead.append((name, pdir, rec))
         # 2. their network, in batches: the kernel's costs are per call

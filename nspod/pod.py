@@ -295,7 +295,7 @@ def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> N
             raise NoSuchPod(f'pod "{name}": no such pod')
         from nspod import monitor, persist
 
-        monitor.kill(pdir)
+        monitor.kill_all(pdir)
         unmount_all(pdir)
         rec = store.load(name)
         podnet.release(store, [(name, rec.net)])

@@ -367,9 +367,12 @@ def test_a_monitor_killed_mid_restart_neither_loses_nor_doubles_it(pod_env: PodE
     subprocess.run([str(NSPOD), "join", "-d", "--name", "a", "--restart", "always", "p", "--",
                     "sleep", "60"], env={**pod_env.env, "NSPOD_KILL_AT": step}, check=True,
                    capture_output=True)
+    # that monitor up (its pid file comes once it reads its FIFO) before any ps,
+    # which would start another while it is still starting
+    mon = until("a monitor", lambda: monitor_pid(pod_env, "p"))
+    assert f"NSPOD_KILL_AT={step}".encode() in Path(f"/proc/{mon}/environ").read_bytes()
     first = until("running", lambda: ps(pod_env, "p")["a"]["state"] == "running"
                   and ps(pod_env, "p")["a"])
-    mon = until("a monitor", lambda: monitor_pid(pod_env, "p"))
     os.kill(first["pid"], signal.SIGKILL)
     until("the monitor killed at its step", lambda: not live_pids([mon]), timeout=10)
     # the next verbs bring a monitor back; the restart happens, once
