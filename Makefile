@@ -27,12 +27,14 @@ apt:
 			>/dev/null 2>&1 || true; \
 	fi
 
+# A venv whose upgrade failed (no network, say) is removed: the next run makes it again.
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
+	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi || { rm -rf $(VENV); exit 1; }
 
 venv: $(PY)
-	$(PY) -m pip install -q "pyroute2>=0.9,<0.10" "python-prctl>=1.8" pytest pytest-timeout
+	$(PY) -m pip install -q "pyroute2>=0.9,<0.10" "python-prctl>=1.8" "PyYAML>=6" pytest pytest-timeout \
+		"kubernetes-validate>=1.30"
 
 install: $(PY)
 	$(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall .

@@ -410,10 +410,12 @@ def _oom_kills(pod: Pod) -> int | None:
 
 
 def _drop_record(pod: Pod, name: str) -> None:
-    try:
-        os.unlink(pod.path("members", f"{name}.json"))
-    except OSError:
-        pass
+    """A join that failed before its member ran leaves neither record nor log."""
+    for path in (pod.path("members", f"{name}.json"), pod.path("logs", f"{name}.log")):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def _finish_stale(pod: Pod, exits_fd: int, pod_pid: int) -> None:

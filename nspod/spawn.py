@@ -427,3 +427,34 @@ def exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+def in_mount_namespace(nsfile: str, action: Callable[[], None], what: str) -> None:
+    """Runs action in a child that entered the mount namespace nsfile pins (a pod's), and
+    waits for it; NspodError naming what when it fails. The caller's namespaces are
+    untouched (setns(2) of a mount namespace needs a single-threaded process: the child)."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(r)
+            fd = os.open(nsfile, os.O_RDONLY | os.O_CLOEXEC)
+            sc.setns(fd, sc.CLONE_NEWNS, "the pod's mount namespace")
+            action()
+            code = 0
+        except BaseException as e:  # noqa: BLE001 - reported to the parent, then exit
+            try:
+                os.write(w, why(e).encode()[:400])
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+    os.close(w)
+    try:
+        message = os.read(r, 512).decode(errors="replace").strip()
+    finally:
+        os.close(r)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise NspodError(f"{what}: {message or 'failed'}")
