@@ -735,6 +735,7 @@ def targets(r: dict[str, float]) -> dict[str, dict[str, object]]:
             ratio = r[num] / r[den]
             out[name] = {"ratio": round(ratio, 3), "pass": ratio <= limit}
     out.update(image_bench.targets(r))
+    out.update(lifecycle_bench.targets(r))
     if "join_ms" in r and "join_unconfined_ms" in r:
         added = r["join_ms"] - r["join_unconfined_ms"]
         out["seccomp filter adds <= 1 ms to join"] = {"value": round(added, 3),
