@@ -156,7 +156,7 @@ def start_check(pod: Pod, rec: dict[str, Any]) -> Check:
     ns = {**pod.ns(), "mnt": mnt}
     mspec = spawn.MemberSpec(["/bin/sh", "-c", rec["health"]["cmd"]],
                              member_env(dict(s.get("env") or {}), pod.rec.get("hostname", "")),
-                             s.get("cwd"), ns, prepare, seccomp=bpf)
+                             s.get("cwd"), ns, prepare, seccomp=bpf, keep_fds=cgroup_fds)
     records = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def on_started(_host: int, pod_pid: int, _logger: int) -> None:
@@ -165,21 +165,14 @@ def start_check(pod: Pod, rec: dict[str, Any]) -> Check:
 
     r, w = os.pipe2(os.O_CLOEXEC)
     null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-    saved = [os.dup(fd) for fd in (0, 1, 2)]
+    mspec.stdio = (null, w, w)  # its output to us; no terminal, no stdin
     started = time.time()
     try:
-        # the check's stdio: what it inherits from this process at the fork
-        os.dup2(null, 0)
-        os.dup2(w, 1)
-        os.dup2(w, 2)
         m = spawn.start_member(mspec, on_started)
     except BaseException:
         os.close(r)
         raise
     finally:
-        for fd, old in enumerate(saved):
-            os.dup2(old, fd)
-            os.close(old)
         for fd in (w, null, records, *cgroup_fds):
             os.close(fd)
     # the member may have ended meanwhile: then this check ran in a recycled pid's namespace
