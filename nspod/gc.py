@@ -9,7 +9,7 @@ import contextlib
 import os
 import time
 
-from nspod import cgroups, pausectl, podnet
+from nspod import cgroups, pausectl, persist, podnet
 from nspod.errors import DamagedRecord, NoSuchPod, NspodError
 from nspod.lean import checkpoint, proc_start, valid_name
 from nspod.poddir import (
@@ -189,6 +189,9 @@ def gc(store: Store) -> tuple[list[str], list[str]]:
             if rec is not None and rec.state == "running":
                 rec.state = "releasing"  # the intent, before the first free
                 store.save(rec)
+            from nspod import monitor
+
+            monitor.kill_all(pdir)
             dead.append((name, pdir, rec))
         checkpoint("gc")
         # 2. their network in batches (the kernel's costs are per call), the rest per pod
@@ -214,6 +217,7 @@ def gc(store: Store) -> tuple[list[str], list[str]]:
                     store.save(rec)
                 kept.append(f"{name} ({e})")
                 continue
+            persist.forget_dead(store, name)
             remove_pod_dir(pdir)
             removed.append(name)
     kept += sweep(store, tags)

@@ -152,6 +152,10 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
         _launch(store, rec, undo)
         store.save(rec)
         checkpoint("record")
+        from nspod import persist
+
+        persist.save_pod(store, rec, "running")
+        undo.callback(persist.forget, store, name)
         undo.pop_all()
     return rec
 
@@ -263,7 +267,11 @@ def start_pod(store: Store, name: str) -> PodRecord:
             rec.state, rec.net = before, before_net  # rolled back: as it was
             store.save(rec)
             raise
-        return rec
+    from nspod import monitor, persist
+
+    persist.save_pod(store, rec, "running")
+    monitor.on_start(pdir)  # the members stop ended, and their monitor
+    return rec
 
 
 def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
@@ -272,6 +280,9 @@ def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
         rec = settle(store, store.load(name))
         pdir = store.pod_dir(name)
         if rec.state == "running" and rec.pause.alive():
+            from nspod import monitor
+
+            monitor.on_stop(pdir)  # no restart once stop holds the lock
             procs.stop_all(rec, pdir, timeout)
         checkpoint("stopping")
         release_namespaces(pdir)
@@ -287,6 +298,9 @@ def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
             rec.state = "stopped"
             rec.finished = time.time()
         store.save(rec)
+        from nspod import persist
+
+        persist.save_pod(store, rec, "stopped")  # a user's stop outlives a reboot
         return rec
 
 
@@ -318,7 +332,11 @@ def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> N
             rec.state = "removing"
             store.save(rec)
         checkpoint("removing")
+        from nspod import monitor, persist
+
+        monitor.kill_all(pdir)
         teardown(store, name, rec)
+        persist.forget(store, name)
         remove_pod_dir(pdir)
 
 
