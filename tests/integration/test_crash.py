@@ -259,7 +259,7 @@ def test_gc_finds_what_pods_hold_when_the_state_root_is_deleted(pod_env: PodEnv)
     for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
         if line.split()[1].startswith(str(pod_env.root)):
             subprocess.run(["umount", "-l", line.split()[1]], check=False)
-    for d in ("pods", "ipam", "ports"):
+    for d in ("pods", "ipam", "ports", "storage"):  # all of it (storage: the test keeps it here)
         subprocess.run(["rm", "-rf", str(pod_env.root / d)], check=True)
     assert pod_env.run("ls", "-q").stdout == ""
     r = pod_env.run("gc")
