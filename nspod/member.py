@@ -29,13 +29,14 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 class Pod:
     """What the member verbs need of a pod: its paths and its record, read lean."""
 
-    __slots__ = ("name", "dir", "rec")
+    __slots__ = ("name", "dir", "nsdir", "rec")
 
     def __init__(self, root: str, name: str) -> None:
         if not lean.valid_name(name):
             raise UsageError(f"invalid pod name {name!r}")
         self.name = name
         self.dir = os.path.join(root, "pods", name)
+        self.nsdir = os.path.join(root, "ns", name)  # its namespace pins (pins.py)
         try:
             text = lean.read_text(os.path.join(self.dir, "pod.json"))
         except FileNotFoundError:
@@ -52,8 +53,12 @@ class Pod:
     def running(self) -> bool:
         return self.rec.get("state") == "running" and self.pause_alive()
 
-    def ns(self) -> dict[str, str]:
-        return {k: p for k in NS_KINDS if os.path.exists(p := self.path("ns", k))}
+    def ns(self, pause_fd: int) -> dict[str, str | int]:
+        """The pins to setns through; mnt through pause's pidfd when it has no pin (pins.pin)."""
+        out: dict[str, str | int] = {
+            k: p for k in NS_KINDS if os.path.exists(p := os.path.join(self.nsdir, k))}
+        out.setdefault("mnt", pause_fd)
+        return out
 
 
 def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
@@ -160,7 +165,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             argv=spec.argv,
             env=member_env(spec.env, pod.rec.get("hostname", pod.name)),
             cwd=spec.cwd,
-            ns=pod.ns(),
+            ns=pod.ns(pause_fd),
             prepare=prepare,
             detach=spec.detach,
             log_fd=log_fd,

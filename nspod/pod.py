@@ -12,7 +12,7 @@ import os
 import select
 import time
 
-from nspod import cgroups, etcfiles, lean, spawn
+from nspod import cgroups, etcfiles, lean, pins, spawn
 from nspod import syscalls as sc
 from nspod.errors import (
     NoSuchPod,
@@ -122,7 +122,7 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
     with store.lock(name), contextlib.ExitStack() as undo:
         undo.callback(_remove_tree, pdir, True)
         checkpoint("dir")
-        for sub in ("ns", "exits", "root", "members", "logs"):
+        for sub in ("exits", "root", "members", "logs"):
             os.mkdir(os.path.join(pdir, sub), 0o755)
         os.chmod(os.path.join(pdir, "root"), 0o555)
         rec = PodRecord(
@@ -169,6 +169,7 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
                 new_net=net != "host",
                 chroot=os.path.join(pdir, "root"),
                 tag=pdir,
+                hide=store.nsroot,
                 prepare=lambda: cgroups.enter(cgroup_fds),
             )
         )
@@ -182,11 +183,12 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
     # pause.pid exists while pause runs: gc_light checks these, not every record
     write_atomic(os.path.join(pdir, "pause.pid"), f"{pid} {start}\n", sync=False)
     checkpoint("pause")
-    undo.callback(release_namespaces, pdir)
-    pin_namespaces(pid, os.path.join(pdir, "ns"), net=net != "host")
+    nsdir = pins.prepare(store, rec.name)
+    undo.callback(pins.forget, store, rec.name)
+    pins.pin(pid, nsdir, net=net != "host")
     checkpoint("namespaces")
     if net == "bridge":
-        rec.net.update(_wire(store, rec.name, rec.net, os.path.join(pdir, "ns", "net"), undo))
+        rec.net.update(_wire(store, rec.name, rec.net, os.path.join(nsdir, "net"), undo))
     etcfiles.write_files(os.path.join(pdir, "etc"), etcfiles.EtcSpec(
         name=rec.name, hostname=rec.hostname, net=net, ip=rec.net.get("ip"),
         dns=tuple(rec.spec.get("dns", ())),
@@ -311,31 +313,6 @@ def _protect_from_oom(pid: int) -> None:
             f.write("-998")
 
 
-def pin_namespaces(pid: int, nsdir: str, net: bool = True) -> None:
-    """Bind-mounts /proc/PID/ns/KIND onto nsdir/KIND, so each outlives pause's lookups."""
-    for kind in NS_KINDS:
-        if kind == "net" and not net:
-            continue
-        target = os.path.join(nsdir, kind)
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
-        try:
-            sc.mount(f"/proc/{pid}/ns/{kind}", target, None, sc.MS_BIND)
-        except OSError as e:
-            raise NspodError(f"pin {kind} namespace at {target}: {os_reason(e)}") from e
-
-
-def release_namespaces(pdir: str) -> None:
-    """Detaches every namespace pin of the pod. Idempotent."""
-    nsdir = os.path.join(pdir, "ns")
-    for kind in NS_KINDS:
-        target = os.path.join(nsdir, kind)
-        for _ in range(4):  # a pin may be stacked by an interrupted create
-            try:
-                sc.umount2(target, sc.MNT_DETACH)
-            except OSError:
-                break
-
-
 def refresh(store: Store, rec: PodRecord) -> PodRecord:
     """Marks a pod whose pause died `exited` and frees its kernel objects.
 
@@ -346,7 +323,7 @@ def refresh(store: Store, rec: PodRecord) -> PodRecord:
     with store.lock(rec.name):
         rec = store.load(rec.name)
         if rec.state == "running" and not rec.pause.alive():
-            release_namespaces(store.pod_dir(rec.name))
+            pins.forget(store, rec.name)
             with contextlib.suppress(NspodError):
                 cgroups.remove(_cgroups(store, rec), timeout=0.5)
             # its address and ports go back too; start claims them again
@@ -375,7 +352,6 @@ def list_pods(store: Store) -> list[PodRecord]:
 
 
 def inspect(store: Store, rec: PodRecord) -> dict[str, Any]:
-    pdir = store.pod_dir(rec.name)
     running = rec.state == "running"
     return {
         "name": rec.name,
@@ -385,7 +361,7 @@ def inspect(store: Store, rec: PodRecord) -> dict[str, Any]:
         "created": _iso(rec.created),
         "finished": _iso(rec.finished) if rec.finished else None,
         "namespaces": {
-            kind: os.path.join(pdir, "ns", kind)
+            kind: os.path.join(pins.pins_dir(store, rec.name), kind)
             for kind in NS_KINDS
             if running and (kind != "net" or rec.spec.get("net") != "host")
         },
@@ -404,10 +380,10 @@ def _iso(t: float) -> str:
 # -- stop / rm ------------------------------------------------------------------
 
 
-def pod_processes(rec: PodRecord, pdir: str) -> list[int]:
-    """Host pids of every process in the pod's PID namespace but pause."""
+def pod_processes(rec: PodRecord, nsdir: str) -> list[int]:
+    """Host pids of every process in the pod's PID namespace but pause (nsdir: its pins)."""
     try:
-        ino = os.stat(os.path.join(pdir, "ns", "pid")).st_ino
+        ino = os.stat(os.path.join(nsdir, "pid")).st_ino
     except OSError:
         return []
     out = []
@@ -470,8 +446,8 @@ def stop_pod(store: Store, name: str, timeout: float, state: str = "stopped") ->
             except ProcessLookupError:
                 pause_fd = -1
             if pause_fd >= 0 and proc_start(rec.pid) == rec.pid_start:
-                left = _wait_fds(_signal_all(pod_processes(rec, pdir), signal.SIGTERM),
-                                 time.monotonic() + timeout)
+                members = pod_processes(rec, pins.pins_dir(store, name))
+                left = _wait_fds(_signal_all(members, signal.SIGTERM), time.monotonic() + timeout)
                 for fd in left:
                     os.close(fd)
                 pause_left = [pause_fd]
@@ -484,7 +460,7 @@ def stop_pod(store: Store, name: str, timeout: float, state: str = "stopped") ->
                     # KILL pause: the kernel kills whatever is left in its PID namespace.
                     signal.pidfd_send_signal(pause_fd, signal.SIGKILL)
                     _wait_fds(pause_left, time.monotonic() + 10)
-        release_namespaces(pdir)
+        pins.forget(store, name)
         _forget_pause(pdir)
         # The veth goes with the netns, but only once the kernel gets to it: delete
         # it now, so start can make it again under the same name at once.
@@ -557,8 +533,7 @@ def start_pod(store: Store, name: str) -> PodRecord:
         rec = store.load(name)
         if rec.state == "running" and rec.pause.alive():
             raise NspodError(f'start pod "{name}": pod is already running')
-        pdir = store.pod_dir(name)
-        release_namespaces(pdir)
+        pins.forget(store, name)
         with contextlib.ExitStack() as undo:
             if rec.spec.get("net", "bridge") == "bridge" and not rec.net.get("ip"):
                 rec.net = _claim_network(store, rec, undo, prefer=rec.net.get("released_ip"))
@@ -574,7 +549,7 @@ def kill_pod(store: Store, name: str, sig: int) -> int:
     rec = get(store, name)
     if rec.state != "running":
         raise PodNotRunning(f'kill pod "{name}": pod is not running')
-    fds = _signal_all(pod_processes(rec, store.pod_dir(name)), sig)
+    fds = _signal_all(pod_processes(rec, pins.pins_dir(store, name)), sig)
     for fd in fds:
         os.close(fd)
     return len(fds)
@@ -652,8 +627,11 @@ def gc(store: Store) -> list[str]:
                 cgroups.remove(dirs)
             _remove_tree(pdir)
             removed.append(name)
-    # cgroups of pods whose directory is gone (a create killed before it made one)
-    cgroups.collect_garbage(store.root, (os.path.basename(p) for p in store.dirs()))
+    # cgroups and pins of pods whose directory is gone (a create killed before
+    # it made one, an rm killed after it removed it)
+    live = [os.path.basename(p) for p in store.dirs()]
+    cgroups.collect_garbage(store.root, live)
+    pins.collect_garbage(store, live)
     return removed
 
 
@@ -725,7 +703,7 @@ def _pauses_of(pdir: str, tags: dict[str, list[int]]) -> list[int]:
 
 def _release_all(store: Store, pdir: str) -> None:
     """Frees every kernel object a pod may hold. Idempotent; used by rm and gc."""
-    release_namespaces(pdir)
+    pins.forget(store, os.path.basename(pdir))
     prefix = pdir + "/"
     mounts = []
     with open("/proc/self/mountinfo") as f:

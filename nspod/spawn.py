@@ -57,7 +57,7 @@ def _why(e: BaseException) -> str:
 
 
 class PauseSpec:
-    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare", "tag")
+    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare", "tag", "hide")
 
     def __init__(
         self,
@@ -68,6 +68,7 @@ class PauseSpec:
         chroot: str | None = None,  # where pause's own root, an empty tmpfs, is made
         prepare: Callable[[], None] | None = None,  # runs as PID 1 before exec (cgroup, ...)
         tag: str = "",  # NSPOD_POD in pause's environment: gc finds a lost pause by it
+        hide: str | None = None,  # a mount the pod's namespace leaves out (the pins: pins.py)
     ) -> None:
         self.hostname = hostname
         self.records = str(records)
@@ -76,6 +77,7 @@ class PauseSpec:
         self.chroot = None if chroot is None else str(chroot)
         self.prepare = prepare
         self.tag = tag
+        self.hide = hide
 
 
 def start_pause(spec: PauseSpec) -> int:
@@ -98,6 +100,15 @@ def start_pause(spec: PauseSpec) -> int:
             # and binding this mount namespace's file on the host makes no loop.
             step = "make the pod's mounts private"
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+            if spec.hide is not None:
+                # the copy of every pod's pins (mount_namespaces(7)): dropped
+                # here, in one call, so namespaces don't grow with the pods
+                step = "leave out the namespace pins"
+                try:
+                    sc.umount2(spec.hide, sc.MNT_DETACH)
+                except OSError as e:
+                    if e.errno not in (errno.EINVAL, errno.ENOENT):
+                        raise
             p1 = os.fork()
             if p1 == 0:
                 _pause_child(spec, w, binfd, logfd)
@@ -203,7 +214,7 @@ class MemberSpec:
         argv: Sequence[str],
         env: dict[str, str],
         cwd: str | None = None,
-        ns: dict[str, str] | None = None,  # kind -> pinned namespace path
+        ns: dict[str, str | int] | None = None,  # kind -> pinned path or pidfd
         # in P, in its own mount namespace, before exec (rootfs, cgroup, security);
         # what it returns is added to env (HOME of --user is known only in the root)
         prepare: Callable[[], Mapping[str, str] | None] | None = None,
@@ -231,13 +242,18 @@ class Member:
         self.logger_pid = logger_pid  # the logger's pid inside the pod, or 0
 
 
-def enter_pod(ns: dict[str, str]) -> None:
-    """setns into the pod's namespaces. For pid, only future children move."""
+def enter_pod(ns: dict[str, str | int]) -> None:
+    """setns into the pod's namespaces. For pid, only future children move.
+
+    ns: kind -> pinned path, or a pidfd of pause (setns(2) takes one since 5.8).
+    """
     fds = {}
     try:
         for kind in NS_ORDER:
             if kind in ns:
-                fds[kind] = os.open(ns[kind], os.O_RDONLY | os.O_CLOEXEC)
+                where = ns[kind]
+                fds[kind] = (os.dup(where) if isinstance(where, int)
+                             else os.open(where, os.O_RDONLY | os.O_CLOEXEC))
         for kind, fd in fds.items():
             sc.setns(fd, sc.NS_FLAGS[kind], f"join the pod's {kind} namespace")
     finally:
