@@ -232,6 +232,7 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
     capabilities last, since they take away the rights the steps before need.
     """
     from nspod import cgroups, etcfiles, rootfs, security
+    from nspod import syscalls as sc
 
     pod_spec = pod.rec.get("spec", {})
     etc = pod.path("etc")
@@ -244,11 +245,16 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
     read_only = spec.read_only or bool(pod_spec.get("read_only"))
     policy = security.resolve(security.SecurityOpts.from_spec(pod_spec),
                               spec.security or security.SecurityOpts(), spec.user)
-    cgroup_fds = cgroups.open_procs(pod_spec.get("cgroups", []))
+    cgroup_fds = cgroups.open_procs(cgroups.children(pod_spec.get("cgroups", []),
+                                                     cgroups.MEMBERS))
     explicit = spec.env
 
     def prepare() -> dict[str, str]:
         cgroups.enter(cgroup_fds)
+        if cgroup_fds:
+            # its own cgroup namespace, rooted where it now is: the member
+            # sees "/", not the host's tree and the pod's limits above it
+            sc.unshare(sc.CLONE_NEWCGROUP)
         if root:
             # what runs after the pivot must already be imported: the new root
             # has no Python (python-prctl's C module, for capabilities)

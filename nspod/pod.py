@@ -159,7 +159,7 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
     checkpoint("cgroup")
     # pause joins the cgroup itself, before it execs, as members do (cheaper
     # than moving it by pid: see cgroups.open_procs)
-    cgroup_fds = cgroups.open_procs(cgroup)
+    cgroup_fds = cgroups.open_procs(cgroups.children(cgroup, cgroups.PAUSE))
     try:
         pid = spawn.start_pause(
             spawn.PauseSpec(

@@ -87,12 +87,14 @@ def test_invalid_limits_are_usage_errors(pod_env: PodEnv) -> None:
 
 
 def test_pod_and_members_share_the_cgroup_which_rm_removes(pod_env: PodEnv) -> None:
+    """The pod's cgroup holds the limits; pause and members are in its children."""
     pod = pod_env.create()
     info = pod_env.inspect(pod)
     dirs = [Path(d) for d in info["cgroups"]]  # type: ignore[union-attr]
     assert dirs and sorted(dirs) == sorted(pod_cgroups(pod_env.root))
     for d in dirs:
-        assert (d / "cgroup.procs").read_text().split() == [str(info["pid"])]
+        assert (d / "cgroup.procs").read_text().split() == []
+        assert (d / "pause" / "cgroup.procs").read_text().split() == [str(info["pid"])]
     member = pod_env.popen("join", pod, "--", "sleep", "30")
     try:
         row = wait_pids(pod_env, pod, 2)
@@ -100,12 +102,12 @@ def test_pod_and_members_share_the_cgroup_which_rm_removes(pod_env: PodEnv) -> N
         # the member joins the cgroup just before it execs: wait for the exec
         deadline = time.monotonic() + 10
         while True:
-            procs = {int(p) for p in (dirs[0] / "cgroup.procs").read_text().split()}
+            procs = {int(p) for p in (dirs[0] / "members" / "cgroup.procs").read_text().split()}
             sleepers = {p for p in procs if Path(f"/proc/{p}/comm").read_text() == "sleep\n"}
             if sleepers or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
-        assert len(procs) == 2 and len(sleepers) == 1
+        assert len(procs) == 1 and len(sleepers) == 1
         # nspod's own client is not counted
         assert member.pid not in procs
     finally:

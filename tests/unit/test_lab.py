@@ -1,7 +1,10 @@
 """The lab, the benchmark's make targets, the help (no root needed)."""
 
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import NSPOD, REPO
@@ -13,10 +16,43 @@ def make_n(target: str) -> subprocess.CompletedProcess[str]:
 
 def test_vm_test_and_bench_targets_resolve() -> None:
     r = make_n("vm-test")
-    assert r.returncode == 0 and "vagrant up" in r.stdout and "sudo make test" in r.stdout
+    assert r.returncode == 0 and "tools/lab test" in r.stdout
     r = make_n("bench")
     assert r.returncode == 0 and "bench/bench.py" in r.stdout
-    assert make_n("vm-destroy").returncode == 0
+    assert "tools/lab destroy" in make_n("vm-destroy").stdout
+    assert "tools/lab-box bookworm" in make_n("lab-box").stdout
+    r = subprocess.run(["make", "-n", "lab-box", "DIST=trixie"], cwd=REPO, capture_output=True,
+                       text=True)
+    assert "tools/lab-box trixie" in r.stdout
+
+
+def test_the_lab_is_not_part_of_the_default_run() -> None:
+    for target in ("setup", "test"):
+        out = make_n(target).stdout
+        assert "tools/lab" not in out and "qemu" not in out, target
+    assert "vm-test" not in (REPO / ".ci" / "run").read_text()
+
+
+def test_box_recipe_and_runner_are_valid() -> None:
+    """The cheap check CI runs: the scripts parse, and the box has what the runner
+    and Vagrant need (a vagrant user with sudo and keys, sshd, a kernel to boot)."""
+    for script in ("tools/lab-box", "tools/lab"):
+        r = subprocess.run(["bash", "-n", script], cwd=REPO, capture_output=True, text=True)
+        assert r.returncode == 0, (script, r.stderr)
+    box = (REPO / "tools" / "lab-box").read_text()
+    for need in ("debootstrap", "linux-image-cloud-amd64", "openssh-server", "useradd -m",
+                 "NOPASSWD: ALL", "authorized_keys", "vagrant.pub", "systemctl enable",
+                 "mkfs.ext4", "qemu-img convert -O qcow2", ".vmlinuz", ".initrd",
+                 "metadata.json", "print-apt-packages", "/etc/pip.conf"):
+        assert need in box, need
+    runner = (REPO / "tools" / "lab").read_text()
+    for need in ("-kernel", "-initrd", "hostfwd=tcp:127.0.0.1", "tcg", "kvm",
+                 "sudo make setup", "sudo make test", "NSPOD_LAB_ACCEL"):
+        assert need in runner, need
+    # the box installs exactly what `make setup` would
+    r = subprocess.run(["make", "-s", "print-apt-packages"], cwd=REPO, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "nftables" in r.stdout.split()
 
 
 def test_vagrantfile_validates() -> None:
@@ -55,7 +91,8 @@ def test_bench_setup_and_lab_setup_are_not_part_of_setup() -> None:
     assert bench_setup.returncode == 0
     assert all(t in bench_setup.stdout for t in ("podman", "catatonit", "tini", "matplotlib"))
     lab_setup = make_n("lab-setup")
-    assert lab_setup.returncode == 0 and "vagrant" in lab_setup.stdout
+    assert lab_setup.returncode == 0
+    assert all(t in lab_setup.stdout for t in ("debootstrap", "qemu-system-x86", "qemu-utils"))
 
 
 def test_every_option_of_every_verb_says_what_it_does() -> None:
@@ -80,3 +117,25 @@ def test_unknown_verb_and_no_verb_are_usage_errors() -> None:
     assert r.returncode == 2 and r.stderr.startswith("usage: nspod")
     r = subprocess.run([str(NSPOD), "join", "--help"], capture_output=True, text=True)
     assert "126" in r.stdout and "127" in r.stdout and "128+N" in r.stdout
+
+
+def test_setup_repairs_a_venv_a_failed_setup_left(tmp_path: Path) -> None:
+    """A venv made before pip/setuptools were upgraded is finished by the next setup."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)  # made, never upgraded
+    r = subprocess.run(["make", "-n", "venv", f"VENV={venv}"], cwd=REPO, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "--upgrade pip setuptools" in r.stdout
+    (venv / ".nspod-ready").touch()  # the upgrade went through
+    r = subprocess.run(["make", "-n", "venv", f"VENV={venv}"], cwd=REPO, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "--upgrade pip setuptools" not in r.stdout
+
+
+def test_setup_needs_no_sudo_as_root() -> None:
+    """In a root shell (CI, a fresh VM) setup runs without sudo, which may be missing."""
+    if os.geteuid() != 0:
+        pytest.skip("as root only")
+    r = subprocess.run(["make", "-n", "setup"], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0 and "sudo " not in r.stdout
