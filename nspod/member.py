@@ -54,11 +54,11 @@ class Pod:
         return self.rec.get("state") == "running" and self.pause_alive()
 
     def ns(self, pause_fd: int) -> dict[str, str | int]:
-        """The pins to setns through; mnt through pause's pidfd when it has no pin (pins.pin)."""
-        out: dict[str, str | int] = {
-            k: p for k in NS_KINDS if os.path.exists(p := os.path.join(self.nsdir, k))}
-        out.setdefault("mnt", pause_fd)
-        return out
+        """The pins to setns through; pause's pidfd for a kind without one (a mnt
+        pin the kernel refused: pins.pin; a pod made before pins moved to ROOT/ns;
+        net of a --net host pod, which is the host's anyway)."""
+        return {k: p if os.path.exists(p := os.path.join(self.nsdir, k)) else pause_fd
+                for k in NS_KINDS}
 
 
 def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
