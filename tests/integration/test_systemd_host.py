@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PodEnv, is_root, new_pod_env, teardown_env
+from conftest import NSPOD, PodEnv, is_root, new_pod_env, teardown_env
 
 pytestmark = pytest.mark.root
 
@@ -127,3 +127,30 @@ def test_pods_do_not_copy_each_others_pins(systemd_host: SystemdHost) -> None:
         seen = e.run("join", name, "--", "cat", "/proc/self/mountinfo", check=True).stdout
         assert nsroot not in seen, name
     e.run("rm", "-f", *names, check=True)
+
+
+def _systemd_pid1() -> bool:
+    return Path("/run/systemd/system").is_dir() and shutil.which("systemd-run") is not None
+
+
+def test_systemd_neither_moves_nor_kills_a_pod(pod_env: PodEnv) -> None:
+    """On a real systemd host (the lab's VM): a pod made from a unit outlives the
+    unit, and a daemon-reload neither moves pause nor turns the pod's controllers off."""
+    if not _systemd_pid1():
+        pytest.skip("systemd is not PID 1 here (make vm-test runs this)")
+    unit = f"nspod-test-{pod_env.tag}"
+    r = subprocess.run(["systemd-run", "--quiet", "--scope", f"--unit={unit}", "--",
+                        str(NSPOD), "create", "--net", "none", "sd"],
+                       env=pod_env.env, capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "sd\n"), r.stderr
+    pod_env.pods_seen.add("sd")
+    pid = pod_env.inspect("sd")["pid"]
+    where = Path(f"/proc/{pid}/cgroup").read_text()
+    assert "/nspod/" in where and unit not in where, where
+    subprocess.run(["systemctl", "stop", f"{unit}.scope"], capture_output=True, timeout=60)
+    subprocess.run(["systemctl", "daemon-reload"], check=True, timeout=120)
+    assert Path(f"/proc/{pid}/cgroup").read_text() == where
+    assert pod_env.run("join", "sd", "--", "true").returncode == 0
+    if Path("/sys/fs/cgroup/cgroup.subtree_control").exists():  # v2
+        on = Path("/sys/fs/cgroup/cgroup.subtree_control").read_text().split()
+        assert {"memory", "pids", "cpu"} <= set(on), on
