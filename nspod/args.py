@@ -47,7 +47,7 @@ class Opt:
 
 
 class Verb:
-    __slots__ = ("name", "summary", "positionals", "options", "command", "details")
+    __slots__ = ("name", "summary", "positionals", "options", "command", "details", "run")
 
     def __init__(
         self,
@@ -57,6 +57,7 @@ class Verb:
         options: tuple[Opt, ...] = (),
         command: bool = False,  # takes -- CMD [ARG...]
         details: str = "",
+        run: Any = None,  # the handler: callable(Parsed, root: str | None) -> exit code
     ) -> None:
         self.name = name
         self.summary = summary
@@ -64,6 +65,7 @@ class Verb:
         self.options = options
         self.command = command
         self.details = details
+        self.run = run
 
 
 HELP = Opt(("-h", "--help"), "help", "show this help and exit")

@@ -33,6 +33,7 @@ import os
 import time
 
 from nspod.errors import NspodError, os_reason
+from nspod.lean import number
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -75,20 +76,14 @@ def parse_memory(text: str) -> int:
 
 
 def parse_pids(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
+    n = number(text, int, "a whole number")
     if n < 1:
         raise ValueError(f"{text!r} must be at least 1")
     return n
 
 
 def parse_cpus(text: str) -> float:
-    try:
-        cpus = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number of CPUs (e.g. 0.5, 2)") from None
+    cpus = number(text, float, "a number of CPUs (e.g. 0.5, 2)")
     if not cpus * CFS_PERIOD_US >= 1000:  # the kernel's minimum quota is 1 ms
         raise ValueError(f"{text!r} must be at least 0.01")
     if cpus > 1e6:
@@ -339,12 +334,6 @@ def _tree(top: str) -> list[str]:
 
 def read_procs(d: str) -> list[int]:
     return [int(x) for x in (_read(os.path.join(d, "cgroup.procs")) or "").split()]
-
-
-def attach(dirs: Iterable[str], pid: int) -> None:
-    """Moves host pid into every one of dirs."""
-    for d in dirs:
-        _write(os.path.join(d, "cgroup.procs"), str(pid))
 
 
 def open_procs(dirs: Iterable[str]) -> list[int]:

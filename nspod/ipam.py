@@ -178,11 +178,3 @@ def release_for_pod(store: Store, pod: str) -> list[str]:
                 freed.append(entry.name)
     return freed
 
-
-def holders(store: Store) -> dict[str, str]:
-    """Every recorded address and the pod holding it."""
-    try:
-        return {e.name: _holder(e.path) for e in os.scandir(_dir(store))
-                if not e.name.startswith(".")}
-    except FileNotFoundError:
-        return {}

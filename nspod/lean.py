@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import os
 
+from nspod.errors import UsageError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    N = TypeVar("N", int, float)
 
 try:
     import _json
@@ -98,7 +103,7 @@ def proc_start(pid: int) -> int | None:
     return int(rest[19])
 
 
-NAME_MAX = 63
+NAME_MAX = 63  # of pods and members: a hostname label, a file name
 _NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _NAME_REST = _NAME_FIRST | frozenset("_.-")
 
@@ -110,6 +115,26 @@ def valid_name(name: str) -> bool:
         and name[0] in _NAME_FIRST
         and all(ch in _NAME_REST for ch in name)
     )
+
+
+def number(text: str, kind: Callable[[str], N], what: str) -> N:
+    """kind(text), or ValueError saying text is not what (an option's value)."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not {what}") from None
+
+
+def check_name(name: str, what: str = "pod name") -> str:
+    """name, if valid_name; else UsageError saying what is wrong with it."""
+    if valid_name(name):
+        return name
+    if not name:
+        raise UsageError(f'invalid {what} "": must not be empty')
+    if len(name) > NAME_MAX:
+        raise UsageError(f'invalid {what} "{name[:20]}...": longer than {NAME_MAX} characters')
+    raise UsageError(f"invalid {what} {dumps(name)}: use letters, digits, '_', '.', '-', "
+                     "starting with a letter or digit")
 
 
 def run(argv: list[str], stdin: bytes = b"") -> tuple[int, bytes, bytes]:

@@ -15,14 +15,14 @@ import select
 import time
 
 from nspod import lean, spawn
-from nspod.errors import NoSuchPod, NspodError, PodNotRunning, UsageError, os_reason
+from nspod import syscalls as sc
+from nspod.errors import NoSuchPod, NspodError, PodNotRunning, os_reason
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from typing import Any
 
-NS_KINDS = ("ipc", "uts", "net", "pid", "mnt")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -32,9 +32,7 @@ class Pod:
     __slots__ = ("name", "dir", "nsdir", "rec")
 
     def __init__(self, root: str, name: str) -> None:
-        if not lean.valid_name(name):
-            raise UsageError(f"invalid pod name {name!r}")
-        self.name = name
+        self.name = lean.check_name(name)
         self.dir = os.path.join(root, "pods", name)
         self.nsdir = os.path.join(root, "ns", name)  # its namespace pins (pins.py)
         try:
@@ -58,7 +56,7 @@ class Pod:
         pin the kernel refused: pins.pin; a pod made before pins moved to ROOT/ns;
         net of a --net host pod, which is the host's anyway)."""
         return {k: p if os.path.exists(p := os.path.join(self.nsdir, k)) else pause_fd
-                for k in NS_KINDS}
+                for k in sc.NS_KINDS}
 
 
 def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
@@ -129,11 +127,9 @@ def _claim_name(pod: Pod, name: str) -> None:
 
 def join(root: str, spec: JoinSpec) -> tuple[str, int]:
     """Runs spec.argv in the pod. Returns (member name, exit code); detached: code 0 at start."""
-    if os.geteuid() != 0:
-        raise NspodError("join: must be run as root (try sudo)")
     pod = Pod(root, spec.pod)
-    if spec.name is not None and not lean.valid_name(spec.name):
-        raise UsageError(f"invalid member name {spec.name!r}")
+    if spec.name is not None:
+        lean.check_name(spec.name, "member name")
     if not pod.running():
         raise PodNotRunning(f'join pod "{pod.name}": pod is not running')
     try:
@@ -232,7 +228,6 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
     capabilities last, since they take away the rights the steps before need.
     """
     from nspod import cgroups, etcfiles, rootfs, security
-    from nspod import syscalls as sc
 
     pod_spec = pod.rec.get("spec", {})
     etc = pod.path("etc")
@@ -480,8 +475,7 @@ def ps(root: str, pod_name: str) -> list[dict[str, Any]]:
 
 
 def find_member(pod: Pod, name: str) -> dict[str, Any]:
-    if not lean.valid_name(name):
-        raise UsageError(f"invalid member name {name!r}")
+    lean.check_name(name, "member name")
     try:
         return lean.loads(lean.read_text(pod.path("members", f"{name}.json")))  # type: ignore[no-any-return]
     except (FileNotFoundError, ValueError):

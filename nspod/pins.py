@@ -25,7 +25,7 @@ import os
 
 from nspod import syscalls as sc
 from nspod.errors import NspodError, os_reason
-from nspod.store import NS_KINDS, Store
+from nspod.store import Store
 
 
 def pins_dir(store: Store, name: str) -> str:
@@ -62,7 +62,7 @@ def prepare(store: Store, name: str) -> str:
 
 def pin(pid: int, nsdir: str, net: bool = True) -> None:
     """Bind-mounts /proc/PID/ns/KIND onto nsdir/KIND, so each outlives pause's lookups."""
-    for kind in NS_KINDS:
+    for kind in sc.NS_KINDS:
         if kind == "net" and not net:
             continue
         target = os.path.join(nsdir, kind)
@@ -83,7 +83,7 @@ def pin(pid: int, nsdir: str, net: bool = True) -> None:
 
 def release(nsdir: str) -> None:
     """Detaches every pin in nsdir. Idempotent; the directory stays."""
-    for kind in NS_KINDS:
+    for kind in sc.NS_KINDS:
         target = os.path.join(nsdir, kind)
         for _ in range(4):  # a pin may be stacked by an interrupted create
             try:
@@ -104,7 +104,7 @@ def forget(store: Store, name: str) -> None:
     if not os.path.isdir(store.nsroot):
         return
     with store.global_lock("ns"):
-        for kind in NS_KINDS:
+        for kind in sc.NS_KINDS:
             try:
                 os.unlink(os.path.join(d, kind))
             except FileNotFoundError:

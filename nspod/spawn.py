@@ -34,14 +34,11 @@ if TYPE_CHECKING:
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAUSE_BIN = os.path.join(HERE, "pause")
 LOGGER_BIN = os.path.join(HERE, "nspod-logger")
-PAUSE_NS_FLAGS = (
-    sc.CLONE_NEWPID | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNS | sc.CLONE_NEWNET
-)
+PAUSE_NS_FLAGS = sum(sc.NS_FLAGS.values())
 FORWARDED = (
     signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
 )
 UCRED = struct.Struct("3i")
-NS_ORDER = ("ipc", "uts", "net", "pid", "mnt")  # mnt last: setns(2) resets root and cwd
 TIOCSCTTY = 0x540E
 
 
@@ -249,7 +246,7 @@ def enter_pod(ns: dict[str, str | int]) -> None:
     """
     fds = {}
     try:
-        for kind in NS_ORDER:
+        for kind in sc.NS_KINDS:
             if kind in ns:
                 where = ns[kind]
                 fds[kind] = (os.dup(where) if isinstance(where, int)

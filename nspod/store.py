@@ -14,33 +14,12 @@ import fcntl
 import os
 
 from nspod import lean
-from nspod.errors import NoSuchPod, UsageError
-from nspod.lean import proc_start, valid_name, write_atomic
+from nspod.errors import NoSuchPod
+from nspod.lean import check_name, proc_start, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-DEFAULT_ROOT = "/run/nspod"
-NAME_MAX = 63
-NS_KINDS = ("ipc", "uts", "net", "pid", "mnt")
-
-__all__ = ["DEFAULT_ROOT", "NS_KINDS", "PodRecord", "ProcId", "Store", "check_name",
-           "proc_start", "write_atomic"]
-
-
-def check_name(name: str, what: str = "pod name") -> str:
-    if not name:
-        raise UsageError(f'invalid {what} "": must not be empty')
-    if len(name) > NAME_MAX:
-        raise UsageError(f'invalid {what} "{name[:20]}...": longer than {NAME_MAX} characters')
-    if not valid_name(name):
-        raise UsageError(
-            f"invalid {what} {lean.dumps(name)}: use letters, digits, '_', '.', '-', "
-            "starting with a letter or digit"
-        )
-    return name
-
 
 class ProcId:
     """A process named by pid and start time: a recycled pid never matches."""

@@ -17,6 +17,8 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
+# The namespaces of a pod, in the order a member joins them: mnt last, as
+# setns(2) into a mount namespace resets root and cwd.
 NS_FLAGS = {
     "ipc": CLONE_NEWIPC,
     "uts": CLONE_NEWUTS,
@@ -24,6 +26,7 @@ NS_FLAGS = {
     "pid": CLONE_NEWPID,
     "mnt": CLONE_NEWNS,
 }
+NS_KINDS = tuple(NS_FLAGS)
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2

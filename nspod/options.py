@@ -1,0 +1,88 @@
+"""Option converters and the option groups several verb tables share.
+
+A converter takes the option's text and returns its value or raises
+ValueError (args turns that into a usage error). Each imports its parser
+only when called: building the tables must cost nothing (join's start-up).
+"""
+
+from __future__ import annotations
+
+import os
+
+from nspod.args import Opt
+from nspod.lean import number
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+EXIT_CODES = """\
+exit codes: 0 success; 2 bad usage; 125 nspod failed (no such pod, not root, ...)"""
+
+
+def env(value: str) -> tuple[str, str]:
+    key, eq, val = value.partition("=")
+    if not key:
+        raise ValueError(f"{value!r} is not KEY=VALUE")
+    if not eq:
+        val = os.environ.get(key, "")
+    return key, val
+
+
+def count(value: str) -> int:
+    if not value.isdigit():
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(value)
+
+
+def seconds(value: str) -> float:
+    secs = number(value, float, "a number of seconds")
+    if secs < 0:
+        raise ValueError(f"{value!r} is negative")
+    return secs
+
+
+def _parser(module: str, name: str) -> Callable[[str], Any]:
+    """The converter nspod.MODULE.NAME, imported at its first use."""
+
+    def convert(value: str) -> Any:
+        return getattr(__import__(f"nspod.{module}", fromlist=[name]), name)(value)
+
+    return convert
+
+
+signal = _parser("member", "parse_signal")
+volume = _parser("rootfs", "parse_volume")
+publish = _parser("portmap", "parse_publish")
+ip = _parser("ipam", "parse_ip")
+dns = _parser("etcfiles", "parse_dns")
+add_host = _parser("etcfiles", "parse_add_host")
+cap = _parser("security", "parse_cap")
+memory = _parser("cgroups", "parse_memory")
+pids = _parser("cgroups", "parse_pids")
+cpus = _parser("cgroups", "parse_cpus")
+
+
+ROOTFS_OPTS = (
+    Opt(("--rootfs",), "rootfs", "run in this root filesystem (pivot_root), with /proc, /dev, "
+        "/sys; / for the host's files", "DIR"),
+    Opt(("-v", "--volume"), "volume", "bind-mount a host path (ro: read-only)",
+        "HOST_PATH:PATH[:ro]", True, convert=volume),
+    Opt(("--read-only",), "read_only", "mount the rootfs read-only (writable /tmp and /run)"),
+)
+SECURITY_OPTS = (
+    Opt(("--cap-add",), "cap_add", "add a capability (NET_ADMIN, CAP_NET_ADMIN, ALL)", "CAP",
+        True, convert=cap),
+    Opt(("--cap-drop",), "cap_drop", "drop a capability (or ALL)", "CAP", True, convert=cap),
+    Opt(("--privileged",), "privileged", "every capability, /proc unmasked, no no_new_privs"),
+)
+SECURITY_HELP = """\
+A joined process gets the default container capabilities (CHOWN, DAC_OVERRIDE,
+FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW,
+SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP), no_new_privs, and a /proc with kcore,
+keys, timer_list, ... masked, sys, sysrq-trigger, irq, bus, fs read-only, and /sys
+read-only (--privileged: none of this)."""
+TIME_OPT = Opt(("-t", "--time"), "time", "grace period in seconds (default 10)", "SECONDS",
+               default=10.0, convert=seconds)
+JSON_OPT = Opt(("--json",), "json", "print JSON")
