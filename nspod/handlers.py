@@ -172,7 +172,9 @@ def _view(store: Store, rec: PodRecord) -> dict[str, Any]:
         "created": render.iso(rec.created),
         "finished": render.iso(rec.finished) if rec.finished else None,
         "namespaces": {
-            kind: os.path.join(nsdir, kind)
+            # pinned ones by their pin, the others as pause holds them
+            kind: p if os.path.exists(p := os.path.join(nsdir, kind))
+            else f"/proc/{rec.pid}/ns/{kind}"
             for kind in NS_KINDS
             if running and (kind != "net" or rec.spec.get("net") != "host")
         },

@@ -52,8 +52,8 @@ class Pod:
         return self.rec.get("state") == "running" and self.pause_alive()
 
     def ns(self, pause_fd: int) -> dict[str, str | int]:
-        """The pins to setns through; pause's pidfd for a kind without one (a mnt
-        pin the kernel refused: pins.pin; a pod made before pins moved to ROOT/ns;
+        """The pins to setns through; pause's pidfd for a kind without one (ipc,
+        uts and pid are never pinned, a mnt pin the kernel refused: pins.pin;
         net of a --net host pod, which is the host's anyway)."""
         return {k: p if os.path.exists(p := os.path.join(self.nsdir, k)) else pause_fd
                 for k in sc.NS_KINDS}
@@ -137,6 +137,10 @@ def join(root: str, spec: JoinSpec) -> tuple[str, int]:
     except ProcessLookupError:
         raise PodNotRunning(f'join pod "{pod.name}": pod is not running') from None
     try:
+        # the pidfd is pause's only if pause still runs now it is open (the
+        # pid may have been reused since): joins enter namespaces through it
+        if not pod.pause_alive():
+            raise PodNotRunning(f'join pod "{pod.name}": pod is not running')
         return _join(pod, spec, pause_fd)
     finally:
         os.close(pause_fd)

@@ -224,7 +224,7 @@ def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
         rec = store.load(name)
         pdir = store.pod_dir(name)
         if rec.state == "running" and rec.pause.alive():
-            procs.stop_all(rec, pins.pins_dir(store, name), timeout)
+            procs.stop_all(rec, timeout)
         pins.forget(store, name)
         forget_pause(pdir)
         # The veth goes with the netns, but only once the kernel gets to it: delete
@@ -263,4 +263,4 @@ def kill_pod(store: Store, name: str, sig: int) -> int:
     rec = get(store, name)
     if rec.state != "running":
         raise PodNotRunning(f'kill pod "{name}": pod is not running')
-    return procs.signal_pod(rec, pins.pins_dir(store, name), sig)
+    return procs.signal_pod(rec, sig)
