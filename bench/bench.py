@@ -289,6 +289,10 @@ def _by_hand_unshare() -> float:
     kinds = ("ipc", "uts", "net", "pid", "mnt")
     proc: subprocess.Popen[bytes] | None = None
     try:
+        # pins go on a private mount, as `ip netns` does for /run/netns: on a
+        # systemd host /tmp is shared and a mount namespace pin there fails
+        subprocess.run(["mount", "--bind", d, d], check=True)
+        subprocess.run(["mount", "--make-private", d], check=True)
         t = time.perf_counter()
         proc = subprocess.Popen(["unshare", "--pid", "--fork", "--uts", "--ipc", "--mount",
                                  "--net", "--mount-proc", "--propagation", "private",
@@ -309,7 +313,7 @@ def _by_hand_unshare() -> float:
             for pid in (_children(proc.pid) + [proc.pid]):
                 _kill_quiet(pid)
             proc.wait()
-        for target in reversed(mounts_under(Path(d))):
+        for target in [*reversed(mounts_under(Path(d))), d]:
             subprocess.run(["umount", "-l", target], capture_output=True)
         shutil.rmtree(d, ignore_errors=True)
 
