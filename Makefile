@@ -129,10 +129,17 @@ vm-ssh:
 vm-destroy:
 	tools/lab destroy
 
+# pause and the logger as setup.py builds them, and warnings as errors: for
+# CI and developers only, never in a user's build (a newer compiler warns more)
+C_CHECK := $(shell command -v musl-gcc || echo cc) -Os -Wall -Wextra -Werror \
+	-fstack-protector-strong -c -o /dev/null
+
 lint:
 	$(PY) -m pip install -q ruff mypy
 	$(VENV)/bin/ruff check nspod tests bench
 	$(VENV)/bin/mypy nspod
+	$(C_CHECK) csrc/pause.c
+	$(C_CHECK) csrc/logger.c
 
 clean:
 	rm -rf build *.egg-info nspod/_core*.so nspod/pause tests/rootfs

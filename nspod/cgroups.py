@@ -33,7 +33,7 @@ import os
 import time
 
 from nspod.errors import NspodError, os_reason
-from nspod.lean import number
+from nspod.lean import convert
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -76,14 +76,14 @@ def parse_memory(text: str) -> int:
 
 
 def parse_pids(text: str) -> int:
-    n = number(text, int, "a whole number")
+    n = convert(text, int, "a whole number")
     if n < 1:
         raise ValueError(f"{text!r} must be at least 1")
     return n
 
 
 def parse_cpus(text: str) -> float:
-    cpus = number(text, float, "a number of CPUs (e.g. 0.5, 2)")
+    cpus = convert(text, float, "a number of CPUs (e.g. 0.5, 2)")
     if not cpus * CFS_PERIOD_US >= 1000:  # the kernel's minimum quota is 1 ms
         raise ValueError(f"{text!r} must be at least 0.01")
     if cpus > 1e6:
@@ -332,6 +332,11 @@ def _tree(top: str) -> list[str]:
     return out
 
 
+def tree_procs(top: str) -> list[int]:
+    """Every process in top and in the cgroups below it."""
+    return [p for d in _tree(top) for p in read_procs(d)]
+
+
 def read_procs(d: str) -> list[int]:
     return [int(x) for x in (_read(os.path.join(d, "cgroup.procs")) or "").split()]
 
@@ -428,65 +433,21 @@ def collect_garbage(root: str | os.PathLike[str], live: Iterable[str]) -> list[s
 # -- figures --------------------------------------------------------------------------
 
 
-class Usage:
-    __slots__ = ("memory", "memory_limit", "cpu_ns", "pids", "pids_limit")
-
-    def __init__(self, memory: int | None, memory_limit: int | None, cpu_ns: int | None,
-                 pids: int | None, pids_limit: int | None) -> None:
-        self.memory = memory  # bytes in use, page cache that can be dropped not counted
-        self.memory_limit = memory_limit  # None: unlimited
-        self.cpu_ns = cpu_ns  # CPU time of every process that has been in the pod
-        self.pids = pids  # tasks now
-        self.pids_limit = pids_limit
-
-
 def _read_opt(path: str | None) -> str | None:
     return None if path is None else _read(path)
 
 
-def _stat_value(text: str | None, key: str) -> int | None:
+def read_figure(layout: Layout, dirs: Sequence[str], controller: str, name: str) -> str | None:
+    """The text of a controller's file in the pod's cgroup, or None when it has none."""
+    return _read_opt(_file(layout, dirs, controller, name))
+
+
+def stat_value(text: str | None, key: str) -> int | None:
     for line in (text or "").splitlines():
         k, _, v = line.partition(" ")
         if k == key:
             return int(v)
     return None
-
-
-def _number(text: str | None) -> int | None:
-    if text is None or text == "max":
-        return None
-    return int(text)
-
-
-def usage(dirs: Sequence[str]) -> Usage | None:
-    """The figures of the pod whose cgroup is dirs, or None when it has none."""
-    layout = detect()
-    if layout is None or not dirs or not all(os.path.isdir(d) for d in dirs):
-        return None
-
-    def f(controller: str, name: str) -> str | None:
-        assert layout is not None
-        return _file(layout, dirs, controller, name)
-
-    if layout.version == 2:
-        mem = _number(_read_opt(f("memory", "memory.current")))
-        limit = _number(_read_opt(f("memory", "memory.max")))
-        inactive = _stat_value(_read_opt(f("memory", "memory.stat")), "inactive_file")
-        usec = _stat_value(_read_opt(f("cpu", "cpu.stat")), "usage_usec")
-        cpu = usec * 1000 if usec is not None else None
-    else:
-        mem = _number(_read_opt(f("memory", "memory.usage_in_bytes")))
-        limit = _number(_read_opt(f("memory", "memory.limit_in_bytes")))
-        if limit is not None and limit >= V1_UNLIMITED:
-            limit = None
-        inactive = _stat_value(_read_opt(f("memory", "memory.stat")), "total_inactive_file")
-        cpu = _number(_read_opt(f("cpuacct", "cpuacct.usage")))
-    if mem is not None and inactive is not None and inactive < mem:
-        mem -= inactive  # as docker and podman show it: cache the kernel can drop is not use
-    pids = _number(_read_opt(f("pids", "pids.current")))
-    if pids is None:
-        pids = sum(len(read_procs(t)) for t in _tree(dirs[0]))
-    return Usage(mem, limit, cpu, pids, _number(_read_opt(f("pids", "pids.max"))))
 
 
 def oom_kills(dirs: Sequence[str]) -> int | None:
@@ -498,11 +459,11 @@ def oom_kills(dirs: Sequence[str]) -> int | None:
     pod's cgroup and every cgroup below it.
     """
     for d in dirs:
-        value = _stat_value(_read_opt(os.path.join(d, "memory.events")), "oom_kill")
+        value = stat_value(_read_opt(os.path.join(d, "memory.events")), "oom_kill")
         if value is not None:
             return value
         if os.path.exists(os.path.join(d, "memory.oom_control")):
-            counts = [_stat_value(_read_opt(os.path.join(t, "memory.oom_control")), "oom_kill")
+            counts = [stat_value(_read_opt(os.path.join(t, "memory.oom_control")), "oom_kill")
                       for t in _tree(d)]
             return sum(c for c in counts if c is not None)
     return None

@@ -12,7 +12,7 @@ import sys
 
 from nspod import __version__, verbs
 from nspod.args import parse, usage
-from nspod.errors import USAGE, NotRoot, NspodError, UsageError
+from nspod.errors import FAILED, USAGE, NotRoot, NspodError, UsageError, os_reason
 from nspod.handlers import DEFAULT_ROOT
 
 TABLES = (verbs.VERBS,)
@@ -43,10 +43,41 @@ def _global_help() -> str:
     return GLOBAL_HELP.format(verbs=listing, root=DEFAULT_ROOT)
 
 
+def _reopen_stdio() -> None:
+    """Reopens fds 0-2 on /dev/null where the caller closed them (`nspod ls >&-`).
+
+    Without them print fails (Python set sys.stdout to None), and the first
+    file nspod opened would take the closed number: a record or a log would
+    receive output meant for the terminal, and a pod's processes would inherit it.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open("/dev/null", os.O_RDWR)  # the lowest free number: fd
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)
+    for fd, stream in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        if getattr(sys, stream) is None:
+            setattr(sys, stream, open(fd, "r" if fd == 0 else "w", closefd=False))
+
+
+def _internal_error(name: str | None, e: BaseException) -> str:
+    why = str(e) or type(e).__name__
+    if not isinstance(e, OSError):
+        why = f"{type(e).__name__}: {why}"
+    where = f"{name}: " if name else ""
+    return f"nspod: {where}internal error: {why} (run with --debug for the trace)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    _reopen_stdio()  # before anything else opens a file
     args = list(sys.argv[1:] if argv is None else argv)
     debug = False
     root: str | None = None
+    name: str | None = None
     try:
         while args and args[0].startswith("-"):
             opt = args.pop(0)
@@ -94,9 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         if debug:
             raise
+        where = f"{name}: " if name else ""
         what = f"{e.filename}: " if e.filename else ""
-        print(f"nspod: {what}{e.strerror or e}", file=sys.stderr)
-        return 125
+        print(f"nspod: {where}{what}{os_reason(e)}", file=sys.stderr)
+        return FAILED
+    except Exception as e:  # the last resort: one line, never a traceback
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(_internal_error(name, e), file=sys.stderr)
+        return FAILED
 
 
 def run() -> None:
@@ -111,6 +150,12 @@ def run() -> None:
         sys.stderr.flush()
     except BrokenPipeError:
         pass
+    except OSError as e:  # e.g. `nspod ls >/dev/full`
+        try:
+            os.write(2, f"nspod: write output: {os_reason(e)}\n".encode())
+        except OSError:
+            pass
+        code = code or FAILED
     os._exit(code)
 
 

@@ -1,6 +1,8 @@
-"""nspod's exceptions. A leaf module: it imports nothing of the package.
+"""nspod's exceptions: the one hierarchy. A leaf module: it imports nothing of
+the package.
 
 Each class knows its exit code; the CLI prints `nspod: <message>` once.
+Anything else that reaches main is an internal error (125).
 """
 
 USAGE = 2
@@ -33,6 +35,34 @@ class PodNotRunning(NspodError):
 
 class NotRoot(NspodError):
     pass
+
+
+class DamagedRecord(NspodError):
+    """A state file that cannot be read as what it should be: `damaged record PATH: why`."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"damaged record {path}: {why}")
+        self.path = path
+
+
+class AddressUnavailable(NspodError):
+    """--ip taken or outside the subnet, or no address left."""
+
+
+class PortUnavailable(NspodError):
+    """A host port another pod (or process) holds."""
+
+
+class FirewallError(NspodError):
+    """nft refused a change."""
+
+
+class NetError(NspodError):
+    """A netlink or sysctl step of a pod's network failed."""
+
+
+class UnknownUser(NspodError):
+    """--user names a user or group the member's root does not know."""
 
 
 class ExecFailed(NspodError):

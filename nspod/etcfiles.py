@@ -70,10 +70,7 @@ def parse_add_host(raw: str) -> tuple[str, str]:
 def parse_dns(raw: str) -> str:
     import ipaddress
 
-    try:
-        return str(ipaddress.ip_address(raw))
-    except ValueError:
-        raise ValueError(f"{raw!r} is not an IP address") from None
+    return str(lean.convert(raw, ipaddress.ip_address, "an IP address"))
 
 
 def hosts_text(spec: EtcSpec) -> str:

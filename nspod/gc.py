@@ -9,8 +9,8 @@ import contextlib
 import os
 import time
 
-from nspod import cgroups, pins, podnet, spawn
-from nspod.errors import NoSuchPod, NspodError
+from nspod import cgroups, pausectl, pins, podnet
+from nspod.errors import DamagedRecord, NoSuchPod, NspodError
 from nspod.lean import proc_start
 from nspod.poddir import (
     cgroup_dirs,
@@ -102,13 +102,18 @@ def gc(store: Store) -> list[str]:
                 continue  # a create or another verb is working on it
             try:
                 rec: PodRecord | None = store.load(name)
-            except (NoSuchPod, ValueError, OSError):
-                rec = None
+            except NoSuchPod:
+                rec = None  # half made: what it holds is found by its name
+            except DamagedRecord:
+                # nspod writes pod.json whole or not at all: damage came from
+                # outside, and the pod may be running or stopped. Left alone;
+                # ls and inspect name the file.
+                continue
             if rec is not None and (
                     rec.state == "stopped" or (rec.state == "running" and rec.pause.alive())):
                 continue
             for pid in pauses_of(pdir, tags):
-                spawn.kill_and_forget(pid)
+                pausectl.kill_and_forget(pid)
             unmount_all(store, pdir)
             dead.append((name, pdir, rec))
         # 2. their network, in batches: the kernel's costs are per call

@@ -79,9 +79,9 @@ def cmd_join(a: Parsed, root: str | None) -> int:
 
 
 def cmd_ps(a: Parsed, root: str | None) -> int:
-    from nspod import member, render
+    from nspod import memberctl, render
 
-    members = member.ps(state_root(root), a.pod)
+    members = memberctl.ps(state_root(root), a.pod)
     if a.json:
         print(render.to_json(members))
         return 0
@@ -95,14 +95,14 @@ def cmd_ps(a: Parsed, root: str | None) -> int:
 
 
 def cmd_logs(a: Parsed, root: str | None) -> int:
-    from nspod import member
+    from nspod import memberctl
 
     def out(stream: str, data: bytes) -> None:
         f = sys.stderr if stream == "stderr" else sys.stdout
         f.flush()
         os.write(f.fileno(), data)
 
-    member.logs(state_root(root), a.pod, a.name, a.follow, a.tail, a.timestamps, out)
+    memberctl.logs(state_root(root), a.pod, a.name, a.follow, a.tail, a.timestamps, out)
     return 0
 
 
@@ -137,9 +137,9 @@ def cmd_rm(a: Parsed, root: str | None) -> int:
 
 def cmd_kill(a: Parsed, root: str | None) -> int:
     if a.name is not None:
-        from nspod import member
+        from nspod import memberctl
 
-        member.kill_member(state_root(root), a.pod, a.name, a.signal)
+        memberctl.kill_member(state_root(root), a.pod, a.name, a.signal)
     else:
         from nspod import pod
 

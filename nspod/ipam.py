@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from nspod import lean
-from nspod.errors import NspodError, UsageError
+from nspod.errors import AddressUnavailable, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # rm releases addresses: it must not pay for ipaddress or pathlib
@@ -23,10 +23,6 @@ if TYPE_CHECKING:  # rm releases addresses: it must not pay for ipaddress or pat
     from nspod.store import Store
 
 DEFAULT_SUBNET = "10.88.0.0/16"
-
-
-class AddressUnavailable(NspodError):
-    pass
 
 
 class Subnet:
@@ -79,10 +75,7 @@ def parse_ip(raw: str) -> str:
     """The canonical form of an IPv4 address given by the user (ValueError when malformed)."""
     import ipaddress
 
-    try:
-        return str(ipaddress.IPv4Address(raw))
-    except ValueError:
-        raise ValueError(f"{raw!r} is not an IPv4 address") from None
+    return str(lean.convert(raw, ipaddress.IPv4Address, "an IPv4 address"))
 
 
 def _dir(store: Store) -> str:

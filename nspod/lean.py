@@ -16,7 +16,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypeVar
 
-    N = TypeVar("N", int, float)
+    T = TypeVar("T")
+
+def _skip(text: str) -> int:
+    return len(text) - len(text.lstrip())
+
 
 try:
     import _json
@@ -38,22 +42,39 @@ try:
         None, _no_default, _json.encode_basestring_ascii, None, ": ", ", ", True, False, True
     )
 
-    def loads(text: str) -> Any:
-        obj, end = _scan(text, len(text) - len(text.lstrip()))
-        if text[end:].strip():
-            raise ValueError("extra data after JSON value")
-        return obj
+    def _decode(text: str) -> tuple[Any, int]:
+        return _scan(text, _skip(text))
 
     def dumps(obj: Any) -> str:
         return "".join(_encode(obj, 0))
 
-except (ImportError, AttributeError):  # pragma: no cover - other interpreters
+except (ImportError, AttributeError):  # an interpreter without _json: tested
     import json
 
-    loads = json.loads  # type: ignore[assignment]
+    def _decode(text: str) -> tuple[Any, int]:
+        return json.JSONDecoder().raw_decode(text, _skip(text))
 
     def dumps(obj: Any) -> str:
         return json.dumps(obj, sort_keys=True)
+
+
+def loads(text: str) -> Any:
+    """The one JSON value text holds. ValueError for anything else.
+
+    The C scanner signals bad input its own ways (StopIteration at a value
+    that cannot start, SystemError on some truncated input, RecursionError
+    when nested too deep): each becomes ValueError here.
+    """
+    try:
+        obj, end = _decode(text)
+    except StopIteration as e:
+        raise ValueError(f"not JSON at character {e.value}") from None
+    except (SystemError, RecursionError, ValueError) as e:
+        detail = str(e) if isinstance(e, ValueError) else "truncated or malformed"
+        raise ValueError(f"not JSON: {detail}") from None
+    if text[end:].strip():
+        raise ValueError("extra data after JSON value")
+    return obj
 
 
 def read_text(path: str, dir_fd: int | None = None) -> str:
@@ -75,14 +96,22 @@ def write_atomic(path: str, text: str, dir_fd: int | None = None, sync: bool = T
     """
     tmp = f".{os.path.basename(path)}.{os.getpid()}.tmp"
     tmp = os.path.join(os.path.dirname(path), tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
     try:
-        os.write(fd, text.encode())
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644,
+                     dir_fd=dir_fd)
+        try:
+            os.write(fd, text.encode())
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as e:  # a full or read-only state directory: nothing half-written stays
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise OSError(e.errno, e.strerror, path) from None
 
 
 def proc_start(pid: int) -> int | None:
@@ -117,7 +146,7 @@ def valid_name(name: str) -> bool:
     )
 
 
-def number(text: str, kind: Callable[[str], N], what: str) -> N:
+def convert(text: str, kind: Callable[[str], T], what: str) -> T:
     """kind(text), or ValueError saying text is not what (an option's value)."""
     try:
         return kind(text)

@@ -14,9 +14,9 @@ import os
 import select
 import time
 
-from nspod import lean, spawn
+from nspod import lean, records, spawn
 from nspod import syscalls as sc
-from nspod.errors import NoSuchPod, NspodError, PodNotRunning, os_reason
+from nspod.errors import DamagedRecord, NoSuchPod, NspodError, PodNotRunning
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,10 +36,10 @@ class Pod:
         self.dir = os.path.join(root, "pods", name)
         self.nsdir = os.path.join(root, "ns", name)  # its namespace pins (pins.py)
         try:
-            text = lean.read_text(os.path.join(self.dir, "pod.json"))
+            self.rec = records.read(os.path.join(self.dir, "pod.json"), records.POD,
+                                    records.POD_REQUIRED)
         except FileNotFoundError:
             raise NoSuchPod(f'pod "{name}": no such pod') from None
-        self.rec: dict[str, Any] = lean.loads(text)
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.dir, *parts)
@@ -117,10 +117,7 @@ def _claim_name(pod: Pod, name: str) -> None:
         return
     except FileExistsError:
         pass
-    try:
-        old = lean.loads(lean.read_text(path))
-    except (OSError, ValueError):
-        old = {}
+    old = read_member(path)
     if old and member_state(pod, old)[0] == "running":
         raise NspodError(f'join pod "{pod.name}": member "{name}" already exists and is running')
 
@@ -171,7 +168,11 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             log_fd=log_fd,
             tty=slave,
         )
-        terminal = _Terminal(master, spec.interactive) if spec.tty else None
+        terminal = None
+        if spec.tty:
+            from nspod.terminal import Terminal  # termios and tty: only for -t
+
+            terminal = Terminal(master, spec.interactive)
         fg_tty = (not spec.detach and not spec.tty and os.isatty(0)
                   and _tcgetpgrp(0) == os.getpgrp())
         started = time.time()
@@ -194,9 +195,14 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             if fg_tty:
                 _tcsetpgrp(0, host_pid)  # the member gets the terminal: ^C, ^Z reach it
 
+        if not spec.detach:
+            # Held from before the member can run until wait_member forwards
+            # them: a signal sent as soon as the member runs reaches it.
+            signal.pthread_sigmask(signal.SIG_BLOCK, spawn.FORWARDED)
         try:
             member = spawn.start_member(mspec, on_started)
         except NspodError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, spawn.FORWARDED)
             _drop_record(pod, name)
             raise
         finally:
@@ -283,12 +289,12 @@ def _drop_record(pod: Pod, name: str) -> None:
         pass
 
 
-def _finish_stale(pod: Pod, records: int, pod_pid: int) -> None:
+def _finish_stale(pod: Pod, exits_fd: int, pod_pid: int) -> None:
     """A pod pid is being reused: fold the old exit record into its member first."""
-    old = spawn.read_exit_record(records, pod_pid)
+    old = spawn.read_exit_record(exits_fd, pod_pid)
     if old is None:
         return
-    for rec, path in _records(pod):
+    for rec, path in member_records(pod, skip_damaged=True):  # a join must not fail on them
         if rec.get("pod_pid") == pod_pid and "status" not in rec:
             rec["status"], rec["finished"] = old
             lean.write_atomic(path, lean.dumps(rec), sync=False)
@@ -316,86 +322,13 @@ def _tcsetpgrp(fd: int, pgrp: int) -> None:
         signal.signal(signal.SIGTTOU, old)
 
 
-class _Terminal:
-    """Relays between the caller's terminal (or pipes) and the member's pty."""
-
-    def __init__(self, master: int, interactive: bool) -> None:
-        import termios  # only for -t
-
-        self.termios = termios
-        self.master = master
-        self.interactive = interactive
-        self.saved: list[Any] | None = None
-        self.stdin_open = interactive
-        if os.isatty(0):
-            self.saved = termios.tcgetattr(0)
-            self._copy_size()
-            if interactive:
-                import tty
-
-                tty.setraw(0)
-        self.old_winch = signal.signal(signal.SIGWINCH, lambda *_: self._copy_size())
-
-    def _copy_size(self) -> None:
-        try:
-            self.termios.tcsetwinsize(self.master, self.termios.tcgetwinsize(0))
-        except (OSError, AttributeError):
-            pass
-
-    def relay(self, poller: select.poll, fd: int) -> bool:
-        if fd == -1:
-            poller.register(self.master, select.POLLIN)
-            if self.stdin_open:
-                poller.register(0, select.POLLIN)
-            return True
-        if fd == -2:
-            self._drain()
-            return True
-        if fd == self.master:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                data = b""
-            if not data:
-                poller.unregister(self.master)
-            else:
-                _write_all(1, data)
-        elif fd == 0:
-            data = os.read(0, 65536)
-            if data:
-                _write_all(self.master, data)
-            else:
-                poller.unregister(0)
-                self.stdin_open = False
-                _write_all(self.master, b"\x04")  # end of input: ^D to the line discipline
-        return True
-
-    def _drain(self) -> None:
-        while _readable(self.master):
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            _write_all(1, data)
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGWINCH, self.old_winch)
-        if self.saved is not None:
-            self.termios.tcsetattr(0, self.termios.TCSADRAIN, self.saved)
+def read_member(path: str) -> dict[str, Any] | None:
+    """A member's record; None while its name is claimed and the record not yet written."""
+    return records.read_claimed(path, records.MEMBER, records.MEMBER_REQUIRED)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]
-
-
-# -- ps ---------------------------------------------------------------------------
-
-
-def _records(pod: Pod) -> Iterator[tuple[dict[str, Any], str]]:
+def member_records(pod: Pod, skip_damaged: bool = False) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each member record of the pod with its path; claimed ones not yet written are skipped."""
     try:
         names = sorted(os.listdir(pod.path("members")))
     except FileNotFoundError:
@@ -405,9 +338,15 @@ def _records(pod: Pod) -> Iterator[tuple[dict[str, Any], str]]:
             continue
         path = pod.path("members", fname)
         try:
-            yield lean.loads(lean.read_text(path)), path
-        except (OSError, ValueError):
-            continue  # being written, or claimed and not yet filled
+            rec = read_member(path)
+        except FileNotFoundError:
+            continue  # removed meanwhile
+        except DamagedRecord:
+            if skip_damaged:
+                continue
+            raise
+        if rec is not None:
+            yield rec, path
 
 
 def member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
@@ -455,160 +394,3 @@ def describe_status(status: int) -> str:
         except ValueError:
             return f"killed (signal {sig})"
     return f"exited ({os.WEXITSTATUS(status)})"
-
-
-def ps(root: str, pod_name: str) -> list[dict[str, Any]]:
-    pod = Pod(root, pod_name)
-    out = []
-    for rec, _ in _records(pod):
-        if "pod_pid" not in rec:
-            continue
-        state, finished = member_state(pod, rec)
-        out.append({
-            "name": rec["name"],
-            "pid": rec["host_pid"],
-            "pod_pid": rec["pod_pid"],
-            "command": rec["argv"],
-            "state": state,
-            "detached": rec.get("detached", False),
-            "started": rec["started"],
-            "finished": finished,
-        })
-    out.sort(key=lambda m: m["started"])
-    return out
-
-
-def find_member(pod: Pod, name: str) -> dict[str, Any]:
-    lean.check_name(name, "member name")
-    try:
-        return lean.loads(lean.read_text(pod.path("members", f"{name}.json")))  # type: ignore[no-any-return]
-    except (FileNotFoundError, ValueError):
-        raise NspodError(f'pod "{pod.name}": no member "{name}"') from None
-
-
-# -- logs -------------------------------------------------------------------------
-
-
-def logs(
-    root: str,
-    pod_name: str,
-    name: str,
-    follow: bool,
-    tail: int | None,
-    timestamps: bool,
-    out: Callable[[str, bytes], None],
-) -> None:
-    """Writes the member's log: out('stdout' | 'stderr', bytes)."""
-    pod = Pod(root, pod_name)
-    rec = find_member(pod, name)
-    if not rec.get("detached"):
-        raise NspodError(
-            f'logs: member "{name}" ran in the foreground: its output went to its terminal')
-    path = pod.path("logs", f"{name}.log")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NspodError(f'logs: no log for member "{name}"') from None
-    try:
-        data = b""
-        while chunk := os.read(fd, 1 << 20):
-            data += chunk
-        lines, rest = _split(data)
-        if tail is not None:
-            lines = lines[-tail:] if tail > 0 else []
-        for line in lines:
-            _emit(line, timestamps, out)
-        if not follow:
-            return
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if chunk:
-                lines, rest = _split(rest + chunk)
-                for line in lines:
-                    _emit(line, timestamps, out)
-                continue
-            if _logger_done(pod, rec):
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    return
-                rest += chunk
-                continue
-            time.sleep(0.05)
-    finally:
-        os.close(fd)
-
-
-def _logger_done(pod: Pod, rec: dict[str, Any]) -> bool:
-    """The logger exits once every writer of the member's output is gone."""
-    if not pod.pause_alive():
-        return True
-    lp = rec.get("logger_pid", 0)
-    if not lp:
-        return member_state(pod, rec)[0] != "running"
-    try:
-        fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    try:
-        return spawn.read_exit_record(fd, lp) is not None
-    finally:
-        os.close(fd)
-
-
-def _split(data: bytes) -> tuple[list[bytes], bytes]:
-    *lines, rest = data.split(b"\n")
-    return lines, rest
-
-
-def _emit(line: bytes, timestamps: bool, out: Callable[[str, bytes], None]) -> None:
-    """One CRI log line: TIME STREAM F|P CONTENT."""
-    parts = line.split(b" ", 3)
-    if len(parts) < 3:
-        return
-    ts, stream, tag = parts[0], parts[1].decode(), parts[2]
-    content = parts[3] if len(parts) == 4 else b""
-    if tag == b"F":
-        content += b"\n"
-    if timestamps:
-        content = ts + b" " + content
-    out(stream, content)
-
-
-# -- kill -------------------------------------------------------------------------
-
-
-def parse_signal(text: str) -> int:
-    import signal as sigmod
-
-    t = text.upper()
-    if t.isdigit():
-        n = int(t)
-        if 0 < n < signal.NSIG:
-            return n
-        raise ValueError(f"{text!r} is not a signal number")
-    if not t.startswith("SIG"):
-        t = "SIG" + t
-    sig = getattr(sigmod, t, None)
-    if not isinstance(sig, sigmod.Signals):
-        raise ValueError(f"unknown signal {text!r}")
-    return int(sig)
-
-
-def kill_member(root: str, pod_name: str, name: str, sig: int) -> None:
-    pod = Pod(root, pod_name)
-    rec = find_member(pod, name)
-    if member_state(pod, rec)[0] != "running":
-        raise NspodError(f'kill: member "{name}" is not running')
-    try:
-        fd = os.pidfd_open(rec["host_pid"])
-    except ProcessLookupError:
-        raise NspodError(f'kill: member "{name}" is not running') from None
-    try:
-        # checked after opening the pidfd: the pidfd then names this very process
-        if lean.proc_start(rec["host_pid"]) != rec.get("pid_start"):
-            raise NspodError(f'kill: member "{name}" is not running')
-        signal.pidfd_send_signal(fd, sig)
-    except OSError as e:
-        raise NspodError(f'kill member "{name}": {os_reason(e)}') from e
-    finally:
-        os.close(fd)

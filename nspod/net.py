@@ -25,7 +25,7 @@ import struct
 
 from nspod import lean
 from nspod import syscalls as sc
-from nspod.errors import NspodError, os_reason
+from nspod.errors import NetError, NspodError, os_reason
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,10 +53,6 @@ RT_SCOPE_UNIVERSE = 0
 RTN_UNICAST = 1
 NLHDR = struct.Struct("=IHHII")
 IFINFO = struct.Struct("=BxHiII")
-
-
-class NetError(NspodError):
-    pass
 
 
 def bridge_from_env() -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from nspod.args import Opt
-from nspod.lean import number
+from nspod.lean import convert
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def count(value: str) -> int:
 
 
 def seconds(value: str) -> float:
-    secs = number(value, float, "a number of seconds")
+    secs = convert(value, float, "a number of seconds")
     if secs < 0:
         raise ValueError(f"{value!r} is negative")
     return secs
@@ -46,13 +46,13 @@ def seconds(value: str) -> float:
 def _parser(module: str, name: str) -> Callable[[str], Any]:
     """The converter nspod.MODULE.NAME, imported at its first use."""
 
-    def convert(value: str) -> Any:
+    def parse(value: str) -> Any:
         return getattr(__import__(f"nspod.{module}", fromlist=[name]), name)(value)
 
-    return convert
+    return parse
 
 
-signal = _parser("member", "parse_signal")
+signal = _parser("memberctl", "parse_signal")
 volume = _parser("rootfs", "parse_volume")
 publish = _parser("portmap", "parse_publish")
 ip = _parser("ipam", "parse_ip")

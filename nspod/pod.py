@@ -12,7 +12,7 @@ import contextlib
 import os
 import time
 
-from nspod import cgroups, etcfiles, pins, podnet, procs, spawn
+from nspod import cgroups, etcfiles, lean, pausectl, pins, podnet, procs
 from nspod.errors import NoSuchPod, NspodError, PodExists, PodNotRunning, UsageError
 from nspod.gc import gc_light, get
 from nspod.lean import check_name, proc_start, write_atomic
@@ -151,8 +151,8 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
     # than moving it by pid: see cgroups.open_procs)
     cgroup_fds = cgroups.open_procs(cgroups.children(cgroup, cgroups.PAUSE))
     try:
-        pid = spawn.start_pause(
-            spawn.PauseSpec(
+        pid = pausectl.start_pause(
+            pausectl.PauseSpec(
                 hostname=rec.hostname,
                 records=os.path.join(pdir, "exits"),
                 log=os.path.join(pdir, "pause.log"),
@@ -165,13 +165,18 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
         )
     finally:
         cgroups.close(cgroup_fds)
-    undo.callback(spawn.kill_and_forget, pid)
+    undo.callback(pausectl.kill_and_forget, pid)
     _protect_from_oom(pid)
     start = proc_start(pid)
-    if start is None:
-        raise NspodError(f'create pod "{rec.name}": pause exited at once (see {pdir}/pause.log)')
+    if start is None:  # its log goes with the rollback: what it said goes in the error
+        try:
+            said = lean.read_text(os.path.join(pdir, "pause.log")).strip().splitlines()
+        except (OSError, UnicodeDecodeError):
+            said = []
+        raise NspodError(f"start pause: it exited at once: {said[-1] if said else 'no message'}")
     # pause.pid exists while pause runs: gc_light checks these, not every record
     write_atomic(os.path.join(pdir, "pause.pid"), f"{pid} {start}\n", sync=False)
+    undo.callback(forget_pause, pdir)
     checkpoint("pause")
     nsdir = pins.prepare(store, rec.name)
     undo.callback(pins.forget, store, rec.name)

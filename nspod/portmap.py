@@ -25,7 +25,7 @@ import errno
 import os
 
 from nspod import lean
-from nspod.errors import NspodError, os_reason
+from nspod.errors import FirewallError, NspodError, PortUnavailable, os_reason
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # rm unpublishes: no re, json, socket, subprocess or pathlib at import
@@ -40,14 +40,6 @@ PUBLISH_PATTERN = (
     r"(?:/(?P<proto>[a-z]+))?"
 )
 _TABLE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-
-
-class PortUnavailable(NspodError):
-    pass
-
-
-class FirewallError(NspodError):
-    pass
 
 
 class Publish:

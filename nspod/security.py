@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from nspod import syscalls as sc
-from nspod.errors import NspodError, os_reason
+from nspod.errors import NspodError, UnknownUser, os_reason
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,10 +53,6 @@ READ_ONLY = ("proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"
 # sysfs is mounted read-only in a container (runc, podman): with the host's files
 # its submounts (cgroups, debugfs, ...) go read-only too
 READ_ONLY_TREES = ("sys",)
-
-
-class UnknownUser(NspodError):
-    """--user names a user or group the member's root does not know (125)."""
 
 
 def parse_cap(name: str) -> str:

@@ -1,7 +1,6 @@
-"""The fork/setns/unshare/exec choreography. The only module that forks.
+"""The fork/setns/unshare/exec choreography of members. With pausectl (pause's
+own), the only modules that fork.
 
-Pause:   nspod ─fork→ C (unshare pid,uts,ipc,mnt,net) ─fork→ pause (PID 1)
-         C exits at once; pause outlives nspod.
 Member:  nspod ─fork→ C (setns into the pod) ─fork→ X (in the pod's PID ns)
          X ─fork→ [logger] and P ─exec→ CMD; X exits at once.
          The kernel gives a dead process's children to the init of *that
@@ -32,9 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PAUSE_BIN = os.path.join(HERE, "pause")
 LOGGER_BIN = os.path.join(HERE, "nspod-logger")
-PAUSE_NS_FLAGS = sum(sc.NS_FLAGS.values())
 FORWARDED = (
     signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
 )
@@ -42,165 +39,8 @@ UCRED = struct.Struct("3i")
 TIOCSCTTY = 0x540E
 
 
-def _report(fd: int, tag: bytes, text: str) -> None:
-    try:
-        os.write(fd, tag + text.encode()[:400] + b"\n")
-    except OSError:
-        pass
-
-
-def _why(e: BaseException) -> str:
+def why(e: BaseException) -> str:
     return os_reason(e) if isinstance(e, OSError) else str(e)
-
-
-class PauseSpec:
-    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare", "tag", "hide")
-
-    def __init__(
-        self,
-        hostname: str,
-        records: str,  # directory pause writes member exit records into
-        log: str,  # pause's stderr
-        new_net: bool = True,
-        chroot: str | None = None,  # where pause's own root, an empty tmpfs, is made
-        prepare: Callable[[], None] | None = None,  # runs as PID 1 before exec (cgroup, ...)
-        tag: str = "",  # NSPOD_POD in pause's environment: gc finds a lost pause by it
-        hide: str | None = None,  # a mount the pod's namespace leaves out (the pins: pins.py)
-    ) -> None:
-        self.hostname = hostname
-        self.records = str(records)
-        self.log = str(log)
-        self.new_net = new_net
-        self.chroot = None if chroot is None else str(chroot)
-        self.prepare = prepare
-        self.tag = tag
-        self.hide = hide
-
-
-def start_pause(spec: PauseSpec) -> int:
-    """Starts pause as PID 1 of new namespaces; returns its host pid once it runs pause.
-
-    Raises NspodError naming the step that failed; nothing is left running then.
-    """
-    r, w = os.pipe2(os.O_CLOEXEC)
-    flags = PAUSE_NS_FLAGS if spec.new_net else PAUSE_NS_FLAGS & ~sc.CLONE_NEWNET
-    binfd = os.open(PAUSE_BIN, os.O_RDONLY | os.O_CLOEXEC)
-    logfd = os.open(spec.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-    c = os.fork()
-    if c == 0:
-        step = "start"
-        try:
-            os.close(r)
-            step = "unshare namespaces"
-            sc.unshare(flags)
-            # Private propagation: nothing mounted in the pod reaches the host,
-            # and binding this mount namespace's file on the host makes no loop.
-            step = "make the pod's mounts private"
-            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-            if spec.hide is not None:
-                # the copy of every pod's pins (mount_namespaces(7)): dropped
-                # here, in one call, so namespaces don't grow with the pods
-                step = "leave out the namespace pins"
-                try:
-                    sc.umount2(spec.hide, sc.MNT_DETACH)
-                except OSError as e:
-                    if e.errno not in (errno.EINVAL, errno.ENOENT):
-                        raise
-            p1 = os.fork()
-            if p1 == 0:
-                _pause_child(spec, w, binfd, logfd)
-            os.write(w, b"P%d\n" % p1)
-            os._exit(0)
-        except BaseException as e:  # noqa: BLE001 - reported through the pipe
-            _report(w, b"E", f"{step}: {_why(e)}")
-            os._exit(1)
-    for fd in (w, binfd, logfd):
-        os.close(fd)
-    out = b""
-    while chunk := os.read(r, 4096):
-        out += chunk
-    os.close(r)
-    os.waitpid(c, 0)
-    pid = 0
-    errors = []
-    for line in out.decode(errors="replace").splitlines():
-        if line.startswith("P"):
-            pid = int(line[1:])
-        elif line.startswith("E"):
-            errors.append(line[1:])
-    if errors or not pid:
-        if pid:
-            kill_and_forget(pid)
-        raise NspodError(f"start pause: {errors[0] if errors else 'it died at once'}")
-    return pid
-
-
-def _detached(path: str, source: str | None, fstype: str | None, flags: int,
-              data: str | None = None) -> int:
-    """Mounts at path, opens the mount's root, detaches the mount; returns the fd.
-
-    The mount lives on, attached nowhere: `..` from its root leads nowhere, so
-    a process that reaches it through /proc/PID/{root,cwd,fd} of pause (a
-    member with CAP_SYS_PTRACE, say) sees only what is inside, never the
-    host's tree around it.
-    """
-    sc.mount(source, path, fstype, flags, data)
-    try:
-        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    finally:
-        sc.umount2(path, sc.MNT_DETACH)
-
-
-def _pause_child(spec: PauseSpec, w: int, binfd: int, logfd: int) -> None:
-    """PID 1 of the new namespaces: finish the pod's setup, then exec pause."""
-    step = "start"
-    try:
-        step = "mount the pod's /proc"
-        sc.mount("proc", "/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-        step = "mount the pod's /dev/shm"
-        # IPC is the pod's: so is its POSIX shared memory (shm_overview(7)).
-        sc.mount("shm", "/dev/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
-                 "mode=1777,size=65536k")
-        step = "set the hostname"
-        sc.sethostname(spec.hostname)
-        if spec.new_net:
-            step = "bring up lo"
-            sc.link_up("lo")
-        if spec.prepare is not None:
-            step = "prepare pause"
-            spec.prepare()
-        os.setsid()
-        step = "open the exit records directory"
-        recfd = _detached(spec.records, spec.records, None, sc.MS_BIND)
-        step = "set up pause's descriptors"
-        null = os.open("/dev/null", os.O_RDWR)
-        os.dup2(null, 0)
-        os.dup2(null, 1)
-        os.dup2(logfd, 2)
-        os.dup2(recfd, 3)
-        os.closerange(4, binfd)
-        os.closerange(binfd + 1, 65536)
-        if spec.chroot is not None:
-            # pause's /proc/1/root and cwd: an empty read-only tmpfs, attached nowhere
-            step = "enter pause's empty root"
-            os.fchdir(_detached(spec.chroot, "pause", "tmpfs",
-                                sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
-                                "mode=0555,size=4k,nr_inodes=1"))
-            os.chroot(".")
-        os.chdir("/")
-        step = "exec pause"
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        os.execve(binfd, ["/pause"], {"NSPOD_POD": spec.tag} if spec.tag else {})
-    except BaseException as e:  # noqa: BLE001 - reported through the pipe
-        _report(w, b"E", f"{step}: {_why(e)}")
-    os._exit(1)
-
-
-def kill_and_forget(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class MemberSpec:
@@ -277,7 +117,7 @@ def start_member(spec: MemberSpec, on_started: Callable[[int, int, int], None]) 
                 _member_x(spec, child)
             os.waitpid(x, 0)
         except BaseException as e:  # noqa: BLE001 - reported through the socket
-            _send_quiet(child, b"E125 %s" % _why(e).encode()[:400])
+            _send_quiet(child, b"E125 %s" % why(e).encode()[:400])
             os._exit(1)
         os._exit(0)
     child.close()
@@ -340,7 +180,7 @@ def _member_x(spec: MemberSpec, sock: _socket.socket) -> None:
         if os.fork() == 0:
             _member_child(spec, sock, stdio)
     except BaseException as e:  # noqa: BLE001
-        _send_quiet(sock, b"E125 start member: %s" % _why(e).encode()[:300])
+        _send_quiet(sock, b"E125 start member: %s" % why(e).encode()[:300])
     os._exit(0)
 
 
@@ -448,7 +288,8 @@ def wait_member(
 ) -> int:
     """Waits for a member to exit; returns its raw wait status from pause's record.
 
-    Forwards FORWARDED signals sent to nspod to the member meanwhile. relay,
+    Forwards FORWARDED signals sent to nspod to the member meanwhile, those
+    held (blocked) since before start_member included. relay,
     when given, is called with the poller and each ready fd that is not the
     member's pidfd (a terminal relay registers its fds on the poller).
     """
@@ -460,6 +301,7 @@ def wait_member(
             pass
 
     old = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # held since before the start
     try:
         poller = select.poll()
         poller.register(member.pidfd, select.POLLIN)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from nspod import lean
+from nspod import lean, records
 from nspod.errors import NoSuchPod
 from nspod.lean import check_name, proc_start, write_atomic
 
@@ -89,8 +89,7 @@ class PodRecord:
         return lean.dumps(self.to_dict()) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> PodRecord:
-        data = lean.loads(text)
+    def from_dict(cls, data: dict[str, Any]) -> PodRecord:
         return cls(**{k: v for k, v in data.items() if k in cls.FIELDS})
 
 
@@ -149,11 +148,11 @@ class Store:
 
     def load(self, name: str) -> PodRecord:
         check_name(name)
+        path = os.path.join(self.pod_dir(name), "pod.json")
         try:
-            text = lean.read_text(os.path.join(self.pod_dir(name), "pod.json"))
+            return PodRecord.from_dict(records.read(path, records.POD, records.POD_REQUIRED))
         except FileNotFoundError:
             raise NoSuchPod(f'pod "{name}": no such pod') from None
-        return PodRecord.from_json(text)
 
     def save(self, rec: PodRecord) -> None:
         write_atomic(os.path.join(self.pod_dir(rec.name), "pod.json"), rec.to_json())

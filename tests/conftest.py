@@ -278,7 +278,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     pause = str(REPO / "nspod" / "pause")
     exe_names = {pause}
     try:
-        import nspod.spawn as sp  # the installed package's pause
+        import nspod.pausectl as sp  # the installed package's pause
 
         exe_names.add(str(sp.PAUSE_BIN))
     except Exception:  # noqa: BLE001 - the check still runs on what it knows

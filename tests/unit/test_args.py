@@ -66,3 +66,20 @@ def test_usage_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err == "nspod: create: unknown option --bogus\n"
     assert main([]) == 2
     assert main(["--version"]) == 0
+
+
+def test_unexpected_failure_is_one_line_and_125(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The last resort in main: a bug anywhere gives one line naming the verb, not a trace."""
+
+    def broken(_a: object, _root: object) -> int:
+        raise KeyError("spec")
+
+    monkeypatch.setattr(VERBS["ls"], "run", broken)
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert main(["ls"]) == 125
+    assert capsys.readouterr().err == (
+        "nspod: ls: internal error: KeyError: 'spec' (run with --debug for the trace)\n")
+    assert main(["--debug", "ls"]) == 125
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and err.endswith("(run with --debug for the trace)\n")

@@ -1,0 +1,160 @@
+"""What the user sees when things are broken: one line, the right code, no traceback."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import NSPOD, PodEnv
+
+
+def nspod_sh(env: PodEnv, redirect: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """nspod ARGS run by sh with REDIRECT applied (e.g. '>&-' closes stdout)."""
+    return subprocess.run(["sh", "-c", f'"$@" {redirect}', "sh", str(NSPOD), *args],
+                          env=env.env, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--help",), ("ls",), ("ls", "--json"),
+                                  ("create", "--help")])
+def test_closed_stdout_is_no_crash(pod_env: PodEnv, args: tuple[str, ...]) -> None:
+    r = nspod_sh(pod_env, ">&-", *args)
+    assert (r.returncode, r.stderr) == (0, "")
+
+
+def test_verbs_with_closed_stdio_work_and_say_nothing(pod_env: PodEnv) -> None:
+    r = nspod_sh(pod_env, ">&-", "create", "--net", "none", "p")
+    pod_env.pods_seen.add("p")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert pod_env.run("ls", "-q", check=True).stdout == "p\n"
+    r = nspod_sh(pod_env, "<&- >&- 2>&-", "join", "p", "--", "sh", "-c", "echo out; echo err >&2")
+    assert r.returncode == 0
+    r = nspod_sh(pod_env, ">&- 2>&-", "join", "p", "--", "sh", "-c", "exit 3")
+    assert r.returncode == 3
+    r = nspod_sh(pod_env, ">&- 2>&-", "inspect", "nosuch")
+    assert r.returncode == 125  # the error, not a crash in printing it
+    r = nspod_sh(pod_env, ">&-", "inspect", "nosuch")
+    assert (r.returncode, r.stderr) == (125, 'nspod: pod "nosuch": no such pod\n')
+    r = nspod_sh(pod_env, ">&-", "rm", "-f", "p")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert pod_env.run("ls", "-q", check=True).stdout == ""
+
+
+def test_full_stdout_says_so(pod_env: PodEnv) -> None:
+    r = nspod_sh(pod_env, ">/dev/full", "--version")
+    assert r.returncode == 125
+    assert r.stderr.count("\n") == 1 and "no space left on device" in r.stderr.lower()
+
+
+def test_pod_record_that_is_a_directory(pod_env: PodEnv) -> None:
+    """Every verb says which file is damaged, in one line; gc leaves the pod alone."""
+    pod_env.create("--net", "none", "p")
+    record = pod_env.root / "pods" / "p" / "pod.json"
+    saved = record.read_text()
+    record.unlink()
+    record.mkdir()
+    try:
+        line = f"nspod: damaged record {record}: is a directory\n"
+        for args in (("ls",), ("inspect", "p"), ("join", "p", "--", "true"), ("ps", "p"),
+                     ("stop", "p"), ("rm", "-f", "p"), ("kill", "p")):
+            r = pod_env.run(*args)
+            assert (r.returncode, r.stderr) == (125, line), args
+        r = pod_env.run("gc")
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    finally:
+        record.rmdir()
+        record.write_text(saved)
+    # the pod survived all of it
+    assert pod_env.run("join", "p", "--", "true").returncode == 0
+
+
+@pytest.mark.parametrize("content", ["", '{"name": "p", "hostna', "[]", "\x00garbage"])
+def test_damaged_pod_record_content(pod_env: PodEnv, content: str) -> None:
+    pod_env.create("--net", "none", "p")
+    record = pod_env.root / "pods" / "p" / "pod.json"
+    saved = record.read_text()
+    record.write_text(content)
+    try:
+        for args in (("ls",), ("inspect", "p"), ("join", "p", "--", "true")):
+            r = pod_env.run(*args)
+            assert r.returncode == 125, args
+            assert r.stderr.startswith(f"nspod: damaged record {record}: "), args
+            assert r.stderr.count("\n") == 1, args
+    finally:
+        record.write_text(saved)
+
+
+def test_damaged_member_record(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
+    pod_env.run("join", "--name", "m", "p", "--", "true", check=True)
+    record = pod_env.root / "pods" / "p" / "members" / "m.json"
+    record.write_text('{"name": "m", "argv": "true"}')
+    r = pod_env.run("ps", "p")
+    assert r.returncode == 125
+    assert r.stderr.startswith(f"nspod: damaged record {record}: ")
+    # a join beside it is not disturbed
+    assert pod_env.run("join", "p", "--", "true").returncode == 0
+    shutil.rmtree(record.parent)
+    Path(record.parent).mkdir()
+
+
+def test_pause_that_cannot_exec_says_why(pod_env: PodEnv) -> None:
+    """pause's own exec error reaches the user, and the create leaves nothing."""
+    import nspod.pausectl  # the installed package's pause
+
+    pause = Path(nspod.pausectl.PAUSE_BIN)
+    mode = pause.stat().st_mode
+    pause.chmod(0o644)
+    try:
+        r = pod_env.run("create", "--net", "none", "p")
+    finally:
+        pause.chmod(mode)
+    assert (r.returncode, r.stderr) == (125, "nspod: start pause: exec pause: permission denied\n")
+    assert list((pod_env.root / "pods").iterdir()) == []
+
+
+def test_full_state_directory(pod_env: PodEnv) -> None:
+    """ENOSPC in the state root: one line naming the verb and the file, nothing half made."""
+    full = pod_env.root / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], check=True)
+    env = dict(pod_env.env, NSPOD_ROOT=str(full))
+
+    def nspod(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(NSPOD), *args], env=env, capture_output=True, text=True,
+                              timeout=30)
+
+    filler = full / "filler"
+    try:
+        assert nspod("create", "--net", "none", "f").returncode == 0
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        for args, verb in ((("join", "f", "--", "sh", "-c", "exit 3"), "join"),
+                           (("join", "-d", "f", "--", "true"), "join"),
+                           (("create", "--net", "none", "g"), "create")):
+            r = nspod(*args)
+            assert r.returncode == 125, args
+            assert r.stderr.startswith(f"nspod: {verb}: {full}/pods/"), args
+            assert r.stderr.endswith(": no space left on device\n"), args
+            assert r.stderr.count("\n") == 1, args
+        assert nspod("stop", "f").returncode == 0
+        r = nspod("start", "f")
+        assert (r.returncode, r.stderr) == (
+            125, f"nspod: start: {full}/pods/f/pod.json: no space left on device\n")
+        filler.unlink()
+        assert sorted(p.name for p in (full / "pods").iterdir()) == ["f"]
+        assert sorted(p.name for p in (full / "pods" / "f").iterdir()
+                      if not p.is_dir()) == ["pause.log", "pod.json"]  # no pause.pid left
+        assert nspod("start", "f").returncode == 0
+        assert nspod("join", "f", "--", "sh", "-c", "exit 3").returncode == 3
+    finally:
+        if filler.exists():
+            filler.unlink()
+        nspod("rm", "-f", "f")
+        subprocess.run(["umount", str(full)], check=True)
