@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/statfs.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -68,4 +70,125 @@ static int nspod_link_up(const char *name)
 	close(fd);
 	errno = saved;
 	return rc;
+}
+
+/*
+ * The new mount API and friends (Linux 5.2-5.12; Debian 12 runs 6.1). glibc
+ * 2.36 has wrappers for some, older ones none, so they go through syscall(2)
+ * with the generic numbers, which are the same on every architecture nspod
+ * builds for (x86_64, aarch64).
+ */
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fsmount
+#define SYS_fsmount 432
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+
+struct nspod_mount_attr {
+	unsigned long long attr_set, attr_clr, propagation, userns_fd;
+};
+
+struct nspod_open_how {
+	unsigned long long flags, mode, resolve;
+};
+
+static int nspod_open_tree(int dirfd, const char *path, unsigned int flags)
+{
+	return (int)syscall(SYS_open_tree, dirfd, path, flags);
+}
+
+static int nspod_move_mount(int from_dirfd, const char *from_path, int to_dirfd,
+			    const char *to_path, unsigned int flags)
+{
+	return (int)syscall(SYS_move_mount, from_dirfd, from_path, to_dirfd, to_path, flags);
+}
+
+static int nspod_mount_setattr(int dirfd, const char *path, unsigned int flags,
+			       unsigned long long attr_set, unsigned long long attr_clr)
+{
+	struct nspod_mount_attr attr = { attr_set, attr_clr, 0, 0 };
+
+	return (int)syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof(attr));
+}
+
+static int nspod_fsopen(const char *fstype, unsigned int flags)
+{
+	return (int)syscall(SYS_fsopen, fstype, flags);
+}
+
+static int nspod_fsconfig(int fd, unsigned int cmd, const char *key, const char *value, int aux)
+{
+	return (int)syscall(SYS_fsconfig, fd, cmd, key, value, aux);
+}
+
+static int nspod_fsmount(int fd, unsigned int flags, unsigned int attrs)
+{
+	return (int)syscall(SYS_fsmount, fd, flags, attrs);
+}
+
+static int nspod_openat2(int dirfd, const char *path, unsigned long long flags,
+			 unsigned long long mode, unsigned long long resolve)
+{
+	struct nspod_open_how how = { flags, mode, resolve };
+
+	return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+static int nspod_close_range(unsigned int first, unsigned int last, unsigned int flags)
+{
+	return (int)syscall(SYS_close_range, first, last, flags);
+}
+
+/* The filesystem magic of what fd is on (statfs(2) f_type), or -1. */
+static long nspod_fs_type(int fd)
+{
+	struct statfs st;
+
+	if (fstatfs(fd, &st) < 0)
+		return -1;
+	return (long)st.f_type;
+}
+
+/* A new anonymous session keyring for the caller (keyctl(2) JOIN_SESSION_KEYRING). */
+static long nspod_new_session_keyring(void)
+{
+	return syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, (char *)0);
+}
+
+static int nspod_set_dumpable(int on)
+{
+	return prctl(PR_SET_DUMPABLE, on, 0, 0, 0);
+}
+
+/*
+ * The highest capability this kernel knows, probed with PR_CAPBSET_READ
+ * (EINVAL past the last one): unlike /proc/sys/kernel/cap_last_cap, no
+ * file a rootfs could forge.
+ */
+static int nspod_last_cap(void)
+{
+	int cap = 0;
+
+	while (cap < 255 && prctl(PR_CAPBSET_READ, cap + 1, 0, 0, 0) >= 0)
+		cap++;
+	return cap;
 }

@@ -10,6 +10,12 @@
  * "F" marks a full line, "P" a partial one (a line longer than the buffer,
  * or the last bytes before EOF without a newline).  It runs inside the pod
  * as a child of pause, so it costs a few kB, not a Python interpreter.
+ *
+ * Members can see it (it is in their PID namespace), so once its files are
+ * open it keeps nothing worth reaching (drop_rights): not dumpable, no
+ * capability in any set, no_new_privs, and its root and cwd an empty
+ * read-only tmpfs attached nowhere, so /proc/PID/{root,cwd,mountinfo} of
+ * the logger show nothing of the host, even to a member with SYS_PTRACE.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,11 +23,27 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LINE_MAX_BYTES 16384
+
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fsmount
+#define SYS_fsmount 432
+#endif
+#define FSCONFIG_SET_STRING 1
+#define FSCONFIG_CMD_CREATE 6
+/* MOUNT_ATTR_RDONLY | NOSUID | NODEV | NOEXEC */
+#define LOCKED_DOWN 0xf
 
 struct stream {
 	int fd;
@@ -105,6 +127,52 @@ static int pump(struct stream *s)
 	return 1;
 }
 
+/*
+ * An empty read-only tmpfs, never attached to any mount namespace
+ * (fsmount(2)), becomes the root and cwd: neither leads anywhere.
+ */
+static int empty_root(void)
+{
+	int fs, mnt;
+
+	fs = (int)syscall(SYS_fsopen, "tmpfs", 1);
+	if (fs < 0)
+		return -1;
+	if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "size", "4k", 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "nr_inodes", "1", 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0555", 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		return -1;
+	mnt = (int)syscall(SYS_fsmount, fs, 1, LOCKED_DOWN);
+	close(fs);
+	if (mnt < 0 || fchdir(mnt) < 0 || chroot(".") < 0 || chdir("/") < 0)
+		return -1;
+	close(mnt);
+	return 0;
+}
+
+/*
+ * Gives up every right: the logger only reads two pipes and writes one
+ * file, all already open.  Fatal on failure: a logger members could reach
+ * must not run at all.
+ */
+static void drop_rights(void)
+{
+	struct { unsigned int version; int pid; } hdr = { 0x20080522, 0 };
+	struct { unsigned int effective, permitted, inheritable; } data[2];
+	int cap;
+
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 || empty_root() < 0)
+		exit(125);
+	for (cap = 0; cap < 64; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno == EINVAL)
+			break;
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capset, &hdr, data) < 0 ||
+	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		exit(125);
+}
+
 int main(void)
 {
 	static struct stream out = { .fd = 0, .name = "stdout" };
@@ -116,7 +184,7 @@ int main(void)
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	drop_rights();
 	while (out.fd >= 0 || err.fd >= 0) {
 		pfd[0].fd = out.fd;
 		pfd[0].events = POLLIN;

@@ -77,7 +77,7 @@ def hosts_text(spec: EtcSpec) -> str:
     names = spec.hostname if spec.hostname == spec.name else f"{spec.hostname} {spec.name}"
     if spec.net == "host":
         try:
-            text = lean.read_text(HOST_HOSTS)
+            text = lean.read_text(HOST_HOSTS, follow=True)
         except OSError:
             text = LOCALHOST
         text = text if text.endswith("\n") or not text else text + "\n"
@@ -108,7 +108,7 @@ def resolv_text(spec: EtcSpec, host: str = HOST_RESOLV, upstream: str = RESOLVED
     drop the loopback servers. --dns replaces every nameserver.
     """
     try:
-        lines = lean.read_text(str(host)).splitlines()
+        lines = lean.read_text(str(host), follow=True).splitlines()
     except OSError:
         lines = []
     if spec.net != "host":
@@ -116,7 +116,7 @@ def resolv_text(spec: EtcSpec, host: str = HOST_RESOLV, upstream: str = RESOLVED
                    and len(ln.split()) > 1]
         if any(_is_loopback(s) for s in servers):
             try:
-                lines = lean.read_text(str(upstream)).splitlines()
+                lines = lean.read_text(str(upstream), follow=True).splitlines()
             except OSError:
                 lines = [ln for ln in lines if not (ln.split()[:1] == ["nameserver"]
                                                     and _is_loopback(ln.split()[1]))]

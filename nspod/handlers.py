@@ -71,7 +71,8 @@ def cmd_join(a: Parsed, root: str | None) -> int:
     spec = member.JoinSpec(pod=a.pod, argv=a.command, env=dict(a.env), cwd=a.workdir,
                            detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,
                            security=_security(a), user=a.user, rootfs=a.rootfs,
-                           volumes=tuple(a.volume), read_only=a.read_only)
+                           volumes=tuple(a.volume), read_only=a.read_only,
+                           mix_roots=a.mix_roots)
     name, code = member.join(state_root(root), spec)
     if a.detach:
         print(name)

@@ -77,8 +77,11 @@ def loads(text: str) -> Any:
     return obj
 
 
-def read_text(path: str, dir_fd: int | None = None) -> str:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+def read_text(path: str, dir_fd: int | None = None, follow: bool = False) -> str:
+    """The text of a file. State files are never read through a symlink (follow=False:
+    O_NOFOLLOW), so one planted in the state root cannot feed nspod another file."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags, dir_fd=dir_fd)
     try:
         chunks = []
         while chunk := os.read(fd, 65536):
@@ -96,9 +99,15 @@ def write_atomic(path: str, text: str, dir_fd: int | None = None, sync: bool = T
     """
     tmp = f".{os.path.basename(path)}.{os.getpid()}.tmp"
     tmp = os.path.join(os.path.dirname(path), tmp)
+    # O_EXCL|O_NOFOLLOW: a symlink (or anything) planted at the temporary name is
+    # removed, never written through
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644,
-                     dir_fd=dir_fd)
+        try:
+            fd = os.open(tmp, flags, 0o644, dir_fd=dir_fd)
+        except FileExistsError:
+            os.unlink(tmp, dir_fd=dir_fd)
+            fd = os.open(tmp, flags, 0o644, dir_fd=dir_fd)
         try:
             os.write(fd, text.encode())
             if sync:

@@ -70,7 +70,7 @@ def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
 
 class JoinSpec:
     __slots__ = ("pod", "argv", "env", "cwd", "detach", "name", "tty", "interactive",
-                 "security", "user", "rootfs", "volumes", "read_only")
+                 "security", "user", "rootfs", "volumes", "read_only", "mix_roots")
 
     def __init__(
         self,
@@ -87,6 +87,7 @@ class JoinSpec:
         rootfs: str | None = None,  # overrides the pod's
         volumes: Sequence[Any] = (),  # rootfs.Volume, added to the pod's
         read_only: bool = False,
+        mix_roots: bool = False,  # rootfs members and members on the host's files together
     ) -> None:
         self.pod = pod
         self.argv = argv
@@ -101,6 +102,7 @@ class JoinSpec:
         self.rootfs = rootfs
         self.volumes = volumes
         self.read_only = read_only
+        self.mix_roots = mix_roots
 
 
 def _generate_name(pod: Pod, argv0: str) -> str:
@@ -113,7 +115,8 @@ def _claim_name(pod: Pod, name: str) -> None:
     """Makes NAME's record file, refusing a name a running member holds."""
     path = pod.path("members", f"{name}.json")
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644))
         return
     except FileExistsError:
         pass
@@ -147,17 +150,22 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
     os.makedirs(pod.path("members"), exist_ok=True)
     name = spec.name or _generate_name(pod, spec.argv[0])
     _claim_name(pod, name)
-    records = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    records = os.open(pod.path("exits"),
+                      os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     log_fd = -1
     master = slave = -1
     try:
         if spec.detach:
             os.makedirs(pod.path("logs"), exist_ok=True)
-            log_fd = os.open(pod.path("logs", f"{name}.log"),
-                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+            logs = os.open(pod.path("logs"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                           | os.O_CLOEXEC)
+            try:
+                log_fd = _create(f"{name}.log", 0o640, logs)
+            finally:
+                os.close(logs)
         if spec.tty:
             master, slave = os.openpty()
-        prepare, cgroup_fds = _prepare(pod, spec)
+        prepare, cgroup_fds, enter_cgroup = _prepare(pod, spec)
         mspec = spawn.MemberSpec(
             argv=spec.argv,
             env=member_env(spec.env, pod.rec.get("hostname", pod.name)),
@@ -167,23 +175,20 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             detach=spec.detach,
             log_fd=log_fd,
             tty=slave,
+            logger_prepare=enter_cgroup,
         )
         terminal = None
         if spec.tty:
             from nspod.terminal import Terminal  # termios and tty: only for -t
 
             terminal = Terminal(master, spec.interactive)
-        fg_tty = (not spec.detach and not spec.tty and os.isatty(0)
-                  and _tcgetpgrp(0) == os.getpgrp())
         started = time.time()
 
         def on_started(host_pid: int, pod_pid: int, logger_pid: int) -> None:
             _finish_stale(pod, records, pod_pid)
             for pid in (pod_pid, logger_pid):
                 if pid:
-                    fd = os.open(str(pid), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                                 0o644, dir_fd=records)
-                    os.close(fd)
+                    os.close(_create(str(pid), 0o644, records))
             rec = {
                 "name": name, "argv": spec.argv, "host_pid": host_pid,
                 "oom_kills": _oom_kills(pod),
@@ -192,36 +197,34 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 "tty": spec.tty,
             }
             lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec), sync=False)
-            if fg_tty:
-                _tcsetpgrp(0, host_pid)  # the member gets the terminal: ^C, ^Z reach it
 
-        if not spec.detach:
-            # Held from before the member can run until wait_member forwards
-            # them: a signal sent as soon as the member runs reaches it.
-            signal.pthread_sigmask(signal.SIG_BLOCK, spawn.FORWARDED)
+        # A signal for the command may come as soon as it runs, before
+        # wait_member forwards them: held until then (children start with an
+        # empty mask, spawn.py).
+        signal.pthread_sigmask(signal.SIG_BLOCK, spawn.FORWARDED)
         try:
-            member = spawn.start_member(mspec, on_started)
-        except NspodError:
+            try:
+                member = spawn.start_member(mspec, on_started)
+            except NspodError:
+                _drop_record(pod, name)
+                raise
+            finally:
+                if slave >= 0:
+                    os.close(slave)
+                for fd in cgroup_fds:
+                    os.close(fd)
+            if spec.detach:
+                os.close(member.pidfd)
+                return name, 0
+            try:
+                status = spawn.wait_member(member, records, lambda: not _readable(pause_fd),
+                                           terminal.relay if terminal else None)
+            finally:
+                if terminal is not None:
+                    terminal.restore()
+            return name, spawn.exit_code(status)
+        finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, spawn.FORWARDED)
-            _drop_record(pod, name)
-            raise
-        finally:
-            if slave >= 0:
-                os.close(slave)
-            for fd in cgroup_fds:
-                os.close(fd)
-        if spec.detach:
-            os.close(member.pidfd)
-            return name, 0
-        try:
-            status = spawn.wait_member(member, records, lambda: not _readable(pause_fd),
-                                       terminal.relay if terminal else None)
-        finally:
-            if terminal is not None:
-                terminal.restore()
-            if fg_tty:
-                _tcsetpgrp(0, os.getpgrp())
-        return name, spawn.exit_code(status)
     finally:
         os.close(records)
         if log_fd >= 0:
@@ -230,20 +233,22 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             os.close(master)
 
 
-def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], list[int]]:
+def _prepare(pod: Pod, spec: JoinSpec
+             ) -> tuple[Callable[[], dict[str, str]], list[int], Callable[[], None]]:
     """The member's setup before exec, run in it (in its own mount namespace).
 
     Order matters: join the pod's cgroup first (through fds opened here, in the
     host's mounts), then the filesystem, then /proc masks, user and
     capabilities last, since they take away the rights the steps before need.
     """
-    from nspod import cgroups, etcfiles, rootfs, security
+    from nspod import cgroups, etcfiles, mixing, rootfs, security
 
     pod_spec = pod.rec.get("spec", {})
     etc = pod.path("etc")
     root = rootfs.check_rootfs(spec.rootfs) if spec.rootfs else pod_spec.get("rootfs")
     if root == "/":  # --rootfs /: the host's files, overriding the pod's rootfs
         root = None
+    mixing.claim(pod, host=not root, mix=spec.mix_roots)
     volumes = [rootfs.Volume.from_list(v) for v in pod_spec.get("volumes", [])]
     volumes += list(spec.volumes)
     rootfs.check_volumes(volumes)
@@ -254,26 +259,42 @@ def _prepare(pod: Pod, spec: JoinSpec) -> tuple[Callable[[], dict[str, str]], li
                                                      cgroups.MEMBERS))
     explicit = spec.env
 
-    def prepare() -> dict[str, str]:
+    def enter_cgroup() -> None:
         cgroups.enter(cgroup_fds)
         if cgroup_fds:
             # its own cgroup namespace, rooted where it now is: the member
             # sees "/", not the host's tree and the pod's limits above it
             sc.unshare(sc.CLONE_NEWCGROUP)
+
+    def prepare() -> dict[str, str]:
+        enter_cgroup()
         if root:
             # what runs after the pivot must already be imported: the new root
             # has no Python (python-prctl's C module, for capabilities)
             security.preload()
             rootfs.enter(root, volumes, read_only,
-                         etc if os.path.isdir(etc) else None)
+                         etc if os.path.isdir(etc) else None, mask=not policy.privileged)
         else:
             # the pod's /etc/hosts, hostname, resolv.conf over the host's, privately
             etcfiles.bind_into(etc, "/")
             rootfs.bind_volumes(volumes)
+            if not policy.privileged:
+                security.mask_host()
         env = security.apply_security(policy, "/")
         return {k: v for k, v in env.items() if k not in explicit}  # -e wins
 
-    return prepare, cgroup_fds
+    return prepare, cgroup_fds, enter_cgroup
+
+
+def _create(path: str, mode: int, dir_fd: int | None = None) -> int:
+    """A new, empty state file at path, for writing: whatever was there (an old
+    record, a symlink a member planted) is removed first, never written through."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        os.unlink(path, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    return os.open(path, flags, mode, dir_fd=dir_fd)
 
 
 def _oom_kills(pod: Pod) -> int | None:
@@ -302,24 +323,6 @@ def _finish_stale(pod: Pod, exits_fd: int, pod_pid: int) -> None:
 
 def _readable(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])
-
-
-def _tcgetpgrp(fd: int) -> int:
-    try:
-        return os.tcgetpgrp(fd)
-    except OSError:
-        return -1
-
-
-def _tcsetpgrp(fd: int, pgrp: int) -> None:
-    """tcsetpgrp from a background group: SIGTTOU must not stop us meanwhile."""
-    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    try:
-        os.tcsetpgrp(fd, pgrp)
-    except OSError:
-        pass
-    finally:
-        signal.signal(signal.SIGTTOU, old)
 
 
 def read_member(path: str) -> dict[str, Any] | None:
@@ -367,7 +370,7 @@ def _member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
     if "status" in rec:
         return describe_status(rec["status"]), rec.get("finished")
     try:
-        fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         fd = -1
     if fd >= 0:

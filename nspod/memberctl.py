@@ -72,9 +72,11 @@ def logs(
             f'logs: member "{name}" ran in the foreground: its output went to its terminal')
     path = pod.path("logs", f"{name}.log")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NspodError(f'logs: no log for member "{name}"') from None
+    except OSError as e:
+        raise NspodError(f'logs: member "{name}": {os_reason(e)}') from e
     try:
         data = b""
         while chunk := os.read(fd, 1 << 20):
@@ -112,7 +114,8 @@ def _logger_done(pod: Pod, rec: dict[str, Any]) -> bool:
     if not lp:
         return member_state(pod, rec)[0] != "running"
     try:
-        fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(pod.path("exits"),
+                     os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return True
     try:

@@ -248,6 +248,27 @@ def set_bridge_sysctl(bridge: str, key: str, value: str) -> None:
         raise NetError(f"sysctl net.ipv4.conf.{bridge}.{key}={value}: {os_reason(e)}") from e
 
 
+def refuse_router_adverts(ifname: str) -> None:
+    """net.ipv6.conf.IFNAME.accept_ra=0: a pod's router advertisement must not give
+    the host an address or a route (CVE-2020-13401, CVE-2020-10749). Nothing to
+    do where IPv6 is off."""
+    path = f"/proc/sys/net/ipv6/conf/{ifname}/accept_ra"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise NetError(f"sysctl net.ipv6.conf.{ifname}.accept_ra=0: {os_reason(e)}") from e
+    try:
+        if os.read(fd, 16).strip() != b"0":
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, b"0\n")
+    except OSError as e:
+        raise NetError(f"sysctl net.ipv6.conf.{ifname}.accept_ra=0: {os_reason(e)}") from e
+    finally:
+        os.close(fd)
+
+
 def set_hairpin(veth: str) -> None:
     """Lets the bridge send a frame back out the port it came in on, for veth.
 
@@ -320,6 +341,7 @@ def _ensure_bridge(nl: Rtnl, cls: tuple[Any, Any, Any], spec: PodNet) -> int:
     # (ip-sysctl.rst: conf/interface/forwarding), so the host's other
     # interfaces keep whatever forwarding setting they had.
     set_bridge_sysctl(spec.bridge, "forwarding", "1")
+    refuse_router_adverts(spec.bridge)
     return info[0]
 
 
@@ -377,6 +399,7 @@ def setup_pod(spec: PodNet) -> dict[str, Any]:
             host.call(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, f"create veth {spec.veth}")
         finally:
             os.close(nsfd)
+        refuse_router_adverts(spec.veth)
     except OSError as e:
         raise NetError(f"{step}: {os_reason(e)}") from e
     finally:

@@ -78,9 +78,9 @@ SECURITY_OPTS = (
     Opt(("--privileged",), "privileged", "every capability, /proc unmasked, no no_new_privs"),
 )
 SECURITY_HELP = """\
-A joined process gets the default container capabilities (CHOWN, DAC_OVERRIDE,
-FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW,
-SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP), no_new_privs, and a /proc with kcore,
+A joined process gets podman's default capabilities (CHOWN, DAC_OVERRIDE,
+FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT,
+SETFCAP), no_new_privs, and a /proc with kcore,
 keys, timer_list, ... masked, sys, sysrq-trigger, irq, bus, fs read-only, and /sys
 read-only (--privileged: none of this)."""
 TIME_OPT = Opt(("-t", "--time"), "time", "grace period in seconds (default 10)", "SECONDS",

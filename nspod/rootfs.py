@@ -4,12 +4,15 @@ Runs in the member (P in spawn.py) after its unshare(CLONE_NEWNS), so every
 mount here lives and dies with the member's private mount namespace, and the
 pod's mounts are private: nothing shows in the host's mount table.
 
-Every path inside the rootfs is resolved by resolve_in(): component by
-component with O_PATH|O_NOFOLLOW, symlinks followed as if the rootfs were
-`/`, `..` stopping at its top. Mounts then target /proc/self/fd/N of the fd
-that walk ended on, so a symlink in the rootfs (or one swapped in meanwhile)
-can never redirect a mount onto the host. This is what runc's securejoin
-and bubblewrap do.
+Every path inside the rootfs is resolved once, by resolve_in()
+(openat2(2) with RESOLVE_IN_ROOT: symlinks followed as if the rootfs were
+`/`, `..` stopping at its top), and every mount is made detached
+(open_tree(2), fsmount(2)), given its attributes (mount_setattr(2),
+recursive), then attached onto that fd (move_mount(2)): a symlink in the
+rootfs, or one a member swaps in meanwhile, can never redirect a mount onto
+the host or make a read-only mount land elsewhere (CVE-2021-30465). /proc,
+/sys and /dev must be the root's own directories, never symlinks
+(CVE-2019-16884).
 
 Lean on purpose: join imports it.
 """
@@ -32,7 +35,7 @@ DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
              ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"))
 MAX_SYMLINKS = 40
-NOSUID_NODEV_NOEXEC = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+MOUNT_NOSUID_NODEV_NOEXEC = sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
 
 
 class Volume:
@@ -97,10 +100,22 @@ def check_volumes(volumes: Sequence[Volume]) -> None:
 def resolve_in(root_fd: int, path: str, create: str | None = None) -> int:
     """An O_PATH fd of path inside the root behind root_fd, never outside it.
 
-    Symlinks are followed as if root_fd were `/`; `..` stops at the top.
-    create: None (must exist), "dir" or "file" (made, with missing parent
-    directories, when absent). The caller closes the fd.
+    Symlinks are followed as if root_fd were `/`; `..` stops at the top: the
+    kernel does it (openat2(2), RESOLVE_IN_ROOT), and the walk below only makes
+    what is missing. create: None (must exist), "dir" or "file" (made, with
+    missing parent directories, when absent). The caller closes the fd.
     """
+    try:
+        return sc.openat2(root_fd, path.lstrip("/") or ".", os.O_PATH,
+                          sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS)
+    except FileNotFoundError:
+        if create is None:
+            raise
+    return _walk_in(root_fd, path, create)
+
+
+def _walk_in(root_fd: int, path: str, create: str) -> int:
+    """resolve_in by hand, component by component, making what is missing."""
     parts = [p for p in path.split("/") if p and p != "."]
     cur = os.dup(root_fd)
     stack: list[int] = []
@@ -116,8 +131,6 @@ def resolve_in(root_fd: int, path: str, create: str | None = None) -> int:
             try:
                 fd = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
             except FileNotFoundError:
-                if create is None:
-                    raise
                 if parts or create == "dir":
                     os.mkdir(part, 0o755, dir_fd=cur)
                 else:
@@ -153,31 +166,60 @@ def resolve_in(root_fd: int, path: str, create: str | None = None) -> int:
             os.close(f)
 
 
-def _fd_path(fd: int) -> str:
-    return f"/proc/self/fd/{fd}"
+def top_dir(root_fd: int, name: str) -> int:
+    """An O_PATH fd of the directory /name of the root (proc, sys, dev), made when missing.
 
-
-def _mount_at(root_fd: int, path: str, source: str | None, fstype: str | None, flags: int,
-              data: str | None = None, create: str = "dir") -> None:
-    fd = resolve_in(root_fd, path, create)
-    try:
-        sc.mount(source, _fd_path(fd), fstype, flags, data)
-    finally:
-        os.close(fd)
-
-
-def _remount(root_fd: int, path: str, flags: int) -> None:
-    """Sets a bind mount's flags (mount(2): MS_BIND|MS_REMOUNT replaces them all).
-
-    nodev always: a member may mknod (CAP_MKNOD is in the default set), but
-    never open a device node it made, on its root or its volumes; the nodes of
-    its /dev are bind mounts of their own.
+    A symlink or anything but a directory there is refused, as runc does for
+    /proc (CVE-2019-16884): the kernel's files are mounted on the root's own
+    directory or not at all, never where a link an image or a member wrote
+    points.
     """
-    fd = resolve_in(root_fd, path)
+    how = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_SYMLINKS
     try:
-        sc.mount(None, _fd_path(fd), None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_NODEV | flags)
+        return sc.openat2(root_fd, name, os.O_PATH | os.O_DIRECTORY, how)
+    except FileNotFoundError:
+        try:
+            os.mkdir(name, 0o755, dir_fd=root_fd)
+        except FileExistsError:
+            pass  # a dangling symlink: refused below
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+    try:
+        return sc.openat2(root_fd, name, os.O_PATH | os.O_DIRECTORY, how)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EEXIST):
+            raise NspodError(f"/{name} of the rootfs is not a directory (a symlink or a file): "
+                             "refused") from None
+        raise
+
+
+def attach(tree: int, target: int, what: str, keep_tree: bool = False) -> None:
+    """Attaches a detached mount onto target; closes target, and tree unless keep_tree."""
+    try:
+        sc.move_mount(tree, target, what)
     finally:
-        os.close(fd)
+        if not keep_tree:
+            os.close(tree)
+        os.close(target)
+
+
+def clone_tree(path: str, attrs: int, dir_fd: int = sc.AT_FDCWD) -> int:
+    """A detached, recursive copy of the mounts at path with attrs set on every one of them.
+
+    Attributes go on before the copy is attached anywhere, so nothing a member
+    does between two steps can send them elsewhere (CVE-2021-30465), and they
+    are recursive, submounts included (mount_setattr(2), AT_RECURSIVE).
+    """
+    flags = sc.OPEN_TREE_CLONE | sc.AT_RECURSIVE | (sc.AT_EMPTY_PATH if not path else 0)
+    tree = sc.open_tree(dir_fd, path, flags)
+    if attrs:
+        try:
+            sc.mount_setattr(tree, attrs, what=path or "mount")
+        except BaseException:
+            os.close(tree)
+            raise
+    return tree
 
 
 # -- the member's root ------------------------------------------------------------------
@@ -185,52 +227,78 @@ def _remount(root_fd: int, path: str, flags: int) -> None:
 
 def _make_dev(root_fd: int) -> None:
     """A minimal /dev on tmpfs: the usual nodes bound from the host's, a private devpts."""
-    _mount_at(root_fd, "/dev", "tmpfs", "tmpfs", sc.MS_NOSUID | sc.MS_NOEXEC | sc.MS_NODEV,
-              "mode=755,size=65536k")
-    dev = resolve_in(root_fd, "/dev")
+    dev = sc.fsmount("tmpfs", {"mode": "755", "size": "65536k"}, MOUNT_NOSUID_NODEV_NOEXEC)
     try:
+        attach(dev, top_dir(root_fd, "dev"), "/dev", keep_tree=True)
         for node in DEV_NODES:
             os.close(os.open(node, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666,
                              dir_fd=dev))
-            fd = os.open(node, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dev)
-            try:
-                sc.mount(f"/dev/{node}", _fd_path(fd), None, sc.MS_BIND)
-            finally:
-                os.close(fd)
+            attach(clone_tree(f"/dev/{node}", 0),
+                   os.open(node, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dev),
+                   f"/dev/{node}")
         for name, target in DEV_LINKS:
             if name == "core":
                 continue
             os.symlink(target, name, dir_fd=dev)
         for sub in ("pts", "shm", "mqueue"):
             os.mkdir(sub, 0o755, dir_fd=dev)
+
+        def sub_fd(name: str) -> int:
+            return os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                           dir_fd=dev)
+
+        attach(sc.fsmount("devpts", {"ptmxmode": "0666", "mode": "0620"},
+                          sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NOEXEC), sub_fd("pts"), "/dev/pts")
+        # IPC is the pod's: the pod's /dev/shm (a tmpfs made with pause) and the
+        # IPC namespace's message queues are the same for every member.
+        attach(clone_tree("/dev/shm", 0), sub_fd("shm"), "/dev/shm")
+        attach(sc.fsmount("mqueue", {}, MOUNT_NOSUID_NODEV_NOEXEC), sub_fd("mqueue"),
+               "/dev/mqueue")
     finally:
         os.close(dev)
-    _mount_at(root_fd, "/dev/pts", "devpts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC,
-              "newinstance,ptmxmode=0666,mode=0620")
-    # IPC is the pod's: the pod's /dev/shm (a tmpfs made with pause) and the
-    # IPC namespace's message queues are the same for every member.
-    _mount_at(root_fd, "/dev/shm", "/dev/shm", None, sc.MS_BIND | sc.MS_REC)
-    _mount_at(root_fd, "/dev/mqueue", "mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
 
 
-def enter(rootfs: str, volumes: Sequence[Volume], read_only: bool, etc_dir: str | None) -> None:
+def enter(rootfs: str, volumes: Sequence[Volume], read_only: bool, etc_dir: str | None,
+          mask: bool = True) -> None:
     """Makes rootfs this process's / with /proc, /sys, /dev, volumes; the old root gone.
 
     Runs after unshare(CLONE_NEWNS), in the pod's PID namespace (so a new
-    proc mount shows the pod). Raises NspodError naming the step that failed.
+    proc mount shows the pod). Every mount is made detached, given its
+    attributes, then attached onto an fd resolved once inside the root: no
+    path in the rootfs, which members can write, is looked up twice.
+    mask: /proc and /sys masked and read-only where containers have them so.
+    Raises NspodError naming the step that failed.
     """
+    from nspod import security
+
     step = f"rootfs {rootfs}"
     try:
-        # a mount point of its own, for pivot_root(2)
-        sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
-        root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        # a mount of its own, for pivot_root(2), nodev throughout: a member may
+        # make a device node, never open one
+        root_fd = clone_tree(rootfs, sc.MOUNT_ATTR_NODEV)
         try:
-            step = "rootfs nodev"
-            _remount(root_fd, "/", 0)
+            attach(root_fd, os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), rootfs,
+                   keep_tree=True)
             step = "mount /proc"
-            _mount_at(root_fd, "/proc", "proc", "proc", NOSUID_NODEV_NOEXEC)
+            proc = sc.fsmount("proc", {}, MOUNT_NOSUID_NODEV_NOEXEC)
+            try:
+                if sc.fs_type(proc) != sc.PROC_SUPER_MAGIC:
+                    raise NspodError("mount /proc: not procfs")
+                attach(proc, top_dir(root_fd, "proc"), "/proc", keep_tree=True)
+                if mask:
+                    step = "mask /proc"
+                    security.mask_proc(proc)
+            finally:
+                os.close(proc)
             step = "mount /sys"
-            _mount_at(root_fd, "/sys", "sysfs", "sysfs", NOSUID_NODEV_NOEXEC | sc.MS_RDONLY)
+            sys_fd = sc.fsmount("sysfs", {}, MOUNT_NOSUID_NODEV_NOEXEC | sc.MOUNT_ATTR_RDONLY)
+            try:
+                attach(sys_fd, top_dir(root_fd, "sys"), "/sys", keep_tree=True)
+                if mask:
+                    step = "mask /sys"
+                    security.mask_sys(sys_fd)
+            finally:
+                os.close(sys_fd)
             step = "make /dev"
             _make_dev(root_fd)
             for v in volumes:
@@ -241,15 +309,18 @@ def enter(rootfs: str, volumes: Sequence[Volume], read_only: bool, etc_dir: str 
                     src = os.path.join(etc_dir, name)
                     if os.path.exists(src):
                         step = f"/etc/{name}"
-                        _mount_at(root_fd, f"/etc/{name}", src, None, sc.MS_BIND, create="file")
+                        attach(clone_tree(src, sc.MOUNT_ATTR_NODEV),
+                               resolve_in(root_fd, f"/etc/{name}", create="file"),
+                               f"/etc/{name}")
             if read_only:
                 step = "read-only rootfs"
-                _remount(root_fd, "/", sc.MS_RDONLY)
+                sc.mount_setattr(root_fd, sc.MOUNT_ATTR_RDONLY, recursive=False)
                 taken = {v.target for v in volumes}
                 for d in ("/tmp", "/run"):
                     if d not in taken:
-                        _mount_at(root_fd, d, "tmpfs", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV,
-                                  "mode=1777" if d == "/tmp" else "mode=755")
+                        tmp = sc.fsmount("tmpfs", {"mode": "1777" if d == "/tmp" else "755"},
+                                         sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV)
+                        attach(tmp, resolve_in(root_fd, d, create="dir"), d)
             step = "pivot_root"
             os.fchdir(root_fd)
         finally:
@@ -261,18 +332,23 @@ def enter(rootfs: str, volumes: Sequence[Volume], read_only: bool, etc_dir: str 
         os.chdir("/")
     except OSError as e:
         raise NspodError(f"{step}: {os_reason(e)}") from e
+    except NspodError as e:
+        raise NspodError(f"{step}: {e}") from e
 
 
 def _bind(root_fd: int, v: Volume) -> None:
-    kind = "dir" if os.path.isdir(v.source) else "file"
-    fd = resolve_in(root_fd, v.target, create=kind)
+    """Binds a volume: its whole tree, nodev and (with :ro) read-only throughout,
+    made so before it is attached (a read-only volume is never writable, not even
+    for an instant, and none of its submounts is)."""
+    attrs = sc.MOUNT_ATTR_NODEV | (sc.MOUNT_ATTR_RDONLY if v.read_only else 0)
+    tree = clone_tree(v.source, attrs)
     try:
-        sc.mount(v.source, _fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
-    finally:
-        os.close(fd)
-    # Read-only (and nodev) only after a remount (mount(2), MS_BIND), of the new
-    # mount: resolved again, since fd still names what is under it.
-    _remount(root_fd, v.target, sc.MS_RDONLY if v.read_only else 0)
+        kind = "dir" if stat.S_ISDIR(os.fstat(tree).st_mode) else "file"
+        target = resolve_in(root_fd, v.target, create=kind)
+    except BaseException:
+        os.close(tree)
+        raise
+    attach(tree, target, v.target)
 
 
 def bind_volumes(volumes: Sequence[Volume]) -> None:

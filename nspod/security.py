@@ -16,6 +16,7 @@ imported only in the member, where capabilities are set.
 from __future__ import annotations
 
 import os
+import stat
 
 from nspod import syscalls as sc
 from nspod.errors import NspodError, UnknownUser, os_reason
@@ -36,23 +37,22 @@ CAP_NAMES = (
 )
 CAP_BITS = {name: bit for bit, name in enumerate(CAP_NAMES)}
 
-# The default set of podman, containerd and CRI-O (moby's caps.DefaultCapabilities).
+# podman's default set (containers.conf default_capabilities, CapEff 800405fb):
+# moby's fourteen without NET_RAW (ARP and RA spoofing of other pods and the
+# host), MKNOD and AUDIT_WRITE.
 DEFAULT_CAPS = (
     "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-    "NET_BIND_SERVICE", "NET_RAW", "SYS_CHROOT", "MKNOD", "AUDIT_WRITE", "SETFCAP",
+    "NET_BIND_SERVICE", "SYS_CHROOT", "SETFCAP",
 )
 ALL = "ALL"
 
-# runc's default maskedPaths and readonlyPaths (runtime-spec config-linux.md).
-MASKED = (
-    "proc/asound", "proc/acpi", "proc/kcore", "proc/keys", "proc/latency_stats",
-    "proc/timer_list", "proc/timer_stats", "proc/sched_debug", "proc/scsi",
-    "sys/firmware", "sys/devices/virtual/powercap",
-)
-READ_ONLY = ("proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger")
-# sysfs is mounted read-only in a container (runc, podman): with the host's files
-# its submounts (cgroups, debugfs, ...) go read-only too
-READ_ONLY_TREES = ("sys",)
+# runc's default maskedPaths and readonlyPaths (runtime-spec config-linux.md),
+# relative to /proc and /sys. sysfs is mounted read-only in a container (runc,
+# podman); with the host's files its submounts (cgroups, ...) go read-only too.
+PROC_MASKED = ("asound", "acpi", "kcore", "keys", "latency_stats", "timer_list",
+               "timer_stats", "sched_debug", "scsi")
+SYS_MASKED = ("firmware", "devices/virtual/powercap")
+PROC_READ_ONLY = ("bus", "fs", "irq", "sys", "sysrq-trigger")
 
 
 def parse_cap(name: str) -> str:
@@ -68,12 +68,13 @@ def parse_cap(name: str) -> str:
 
 
 def last_cap() -> int:
-    """The highest capability this kernel knows (capabilities(7): cap_last_cap)."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return len(CAP_NAMES) - 1
+    """The highest capability this kernel knows, probed with PR_CAPBSET_READ.
+
+    Never read from /proc/sys/kernel/cap_last_cap: in a member, /proc is
+    whatever its root makes of it, and a forged 0 there kept every other
+    capability.
+    """
+    return sc.last_cap()
 
 
 def tweak(base: Iterable[int], add: Sequence[str], drop: Sequence[str]) -> frozenset[int]:
@@ -165,14 +166,28 @@ class ExecUser:
 
 
 def _read_db(path: str) -> list[list[str]]:
-    """The colon-separated entries of passwd(5)/group(5); none if the file is missing."""
+    """The colon-separated entries of passwd(5)/group(5); none if the file is missing.
+
+    Opened non-blocking and required to be a regular file: a FIFO or a device
+    an image put there must not hang or feed the (still privileged) member.
+    """
     try:
-        with open(path, "rb") as f:
-            text = f.read().decode(errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return []
     except OSError as e:
         raise NspodError(f"read {path}: {os_reason(e)}") from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NspodError(f"read {path}: not a regular file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        text = b"".join(chunks).decode(errors="replace")
+    except OSError as e:
+        raise NspodError(f"read {path}: {os_reason(e)}") from e
+    finally:
+        os.close(fd)
     out = []
     for line in text.splitlines():
         line = line.strip()
@@ -184,9 +199,10 @@ def _read_db(path: str) -> list[list[str]]:
 def lookup_user(spec: str, root: str | os.PathLike[str] = "/") -> ExecUser:
     """Resolves UID[:GID] or NAME[:GROUP] against root's /etc/passwd and /etc/group.
 
-    As runc does (libcontainer/user.GetExecUser): a number needs no entry (an
-    unknown uid gets gid 0 and HOME /); a name must exist; supplementary groups
-    are the groups listing the user, and only when no group is given.
+    As runc does (libcontainer/user.GetExecUser): a number is always a uid (or
+    gid), never matched as a name, and needs no entry (an unknown uid gets gid
+    0 and HOME /); a name must exist; supplementary groups are the groups
+    listing the user, and only when no group is given.
     """
     user, colon, group = spec.partition(":")
     if not user or (colon and not group):
@@ -195,7 +211,8 @@ def lookup_user(spec: str, root: str | os.PathLike[str] = "/") -> ExecUser:
     passwd, group_db = os.path.join(etc, "passwd"), os.path.join(etc, "group")
     entry = None
     for fields in _read_db(passwd):
-        if len(fields) >= 7 and (fields[0] == user or (user.isdigit() and fields[2] == user)):
+        if len(fields) >= 7 and (fields[2] == str(int(user)) if user.isdigit()
+                                 else fields[0] == user):
             entry = fields
             break
     if entry is not None:
@@ -208,8 +225,7 @@ def lookup_user(spec: str, root: str | os.PathLike[str] = "/") -> ExecUser:
     entries = _read_db(group_db)
     if group:
         for fields in entries:
-            if len(fields) >= 3 and (
-                    fields[0] == group or (group.isdigit() and fields[2] == group)):
+            if len(fields) >= 3 and not group.isdigit() and fields[0] == group:
                 gid = int(fields[2])
                 break
         else:
@@ -226,66 +242,108 @@ def lookup_user(spec: str, root: str | os.PathLike[str] = "/") -> ExecUser:
 # -- /proc ------------------------------------------------------------------------
 
 
-def mask_proc(root: str = "/") -> None:
-    """Masks MASKED and makes READ_ONLY read-only under root, in this mount namespace.
-
-    A file is hidden under a bind of /dev/null, a directory under an empty
-    read-only tmpfs; what does not exist is skipped.  Read-only paths are bound
-    onto themselves and remounted MS_RDONLY, keeping the flags they had
-    (mount(2): a bind remount replaces the per-mount flags).
-    """
-    null = os.path.join(root, "dev/null")
-    if not os.path.exists(null):
-        null = "/dev/null"
-    for rel in MASKED:
-        path = os.path.join(root, rel)
-        try:
-            if os.path.isdir(path):
-                sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, "size=0,mode=555")
-            elif os.path.exists(path):
-                sc.mount(null, path, None, sc.MS_BIND)
-        except OSError as e:
-            raise NspodError(f"mask {path}: {os_reason(e)}") from e
-    for rel in READ_ONLY:
-        path = os.path.join(root, rel)
-        if os.path.exists(path):
-            _read_only(path, [path])
-    for rel in READ_ONLY_TREES:
-        path = os.path.join(root, rel)
-        if os.path.isdir(path):
-            _read_only(path, _mounts_under(path))
-
-
-def _mounts_under(path: str) -> list[str]:
-    """Mount points at or below path, parents first (proc(5): /proc/self/mountinfo)."""
-    with open("/proc/self/mountinfo", "rb") as f:
-        lines = f.read().decode(errors="replace").splitlines()
-    prefix = path.rstrip("/") + "/"
-    out = [path]
-    for line in lines:
-        target = line.split(" ", 5)[4].replace("\\040", " ")
-        if target.startswith(prefix) and target not in out:
-            out.append(target)
-    return out
-
-
-def _read_only(path: str, mounts: list[str]) -> None:
-    """Binds path onto itself (with its submounts) and remounts mounts read-only.
-
-    A bind remount replaces the per-mount flags (mount(2)), so the ones each
-    mount had are kept.
-    """
-    target = path
+def _beneath(dir_fd: int, rel: str) -> int | None:
+    """An O_PATH fd of rel under dir_fd, on the same mount, no symlink; None if absent."""
     try:
-        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
-        for target in mounts:
-            try:
-                kept = os.statvfs(target).f_flag & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-            except OSError:
-                continue  # a mount we may not look into (e.g. a dead fuse): leave it
-            sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | kept)
+        return sc.openat2(dir_fd, rel, os.O_PATH,
+                          sc.RESOLVE_BENEATH | sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_XDEV)
+    except FileNotFoundError:
+        return None
     except OSError as e:
-        raise NspodError(f"make {target} read-only: {os_reason(e)}") from e
+        raise NspodError(f"mask {rel}: {os_reason(e)}") from e
+
+
+def _mask(dir_fd: int, names: Iterable[str]) -> None:
+    """Hides each name under dir_fd: a file under /dev/null, a directory under an
+    empty read-only tmpfs. Each mount is made detached and attached onto the fd."""
+    for rel in names:
+        target = _beneath(dir_fd, rel)
+        if target is None:
+            continue
+        try:
+            if stat.S_ISDIR(os.fstat(target).st_mode):
+                tree = sc.fsmount("tmpfs", {"size": "0", "mode": "555"},
+                                  sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
+                                  | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC)
+            else:
+                tree = sc.open_tree(sc.AT_FDCWD, "/dev/null", sc.OPEN_TREE_CLONE)
+            try:
+                sc.move_mount(tree, target, rel)
+            finally:
+                os.close(tree)
+        except OSError as e:
+            raise NspodError(f"mask {rel}: {os_reason(e)}") from e
+        finally:
+            os.close(target)
+
+
+def _read_only(dir_fd: int, names: Iterable[str]) -> None:
+    """Binds each name under dir_fd onto itself read-only, submounts included."""
+    for rel in names:
+        target = _beneath(dir_fd, rel)
+        if target is None:
+            continue
+        try:
+            tree = sc.open_tree(target, "", sc.OPEN_TREE_CLONE | sc.AT_RECURSIVE
+                                | sc.AT_EMPTY_PATH)
+            try:
+                sc.mount_setattr(tree, sc.MOUNT_ATTR_RDONLY, what=rel)
+                sc.move_mount(tree, target, rel)
+            finally:
+                os.close(tree)
+        except OSError as e:
+            raise NspodError(f"make {rel} read-only: {os_reason(e)}") from e
+        finally:
+            os.close(target)
+
+
+def mask_proc(proc_fd: int) -> None:
+    """Masks MASKED and makes READ_ONLY read-only in the procfs mount at proc_fd."""
+    if sc.fs_type(proc_fd) != sc.PROC_SUPER_MAGIC:
+        raise NspodError("mask /proc: not procfs")
+    _mask(proc_fd, PROC_MASKED)
+    _read_only(proc_fd, PROC_READ_ONLY)
+
+
+def mask_sys(sys_fd: int) -> None:
+    """Masks the host-revealing parts of the sysfs mount at sys_fd."""
+    _mask(sys_fd, SYS_MASKED)
+
+
+def mask_host() -> None:
+    """/proc masked and /sys read-only (every submount) for a member on the host's files.
+
+    Done through fds as for a rootfs (rootfs.enter): /proc must be procfs
+    reached with no symlink.
+    """
+    try:
+        proc = sc.openat2(sc.AT_FDCWD, "/proc", os.O_PATH | os.O_DIRECTORY,
+                          sc.RESOLVE_NO_SYMLINKS)
+    except OSError as e:
+        raise NspodError(f"mask /proc: {os_reason(e)}") from e
+    try:
+        mask_proc(proc)
+    finally:
+        os.close(proc)
+    try:
+        target = sc.openat2(sc.AT_FDCWD, "/sys", os.O_PATH | os.O_DIRECTORY,
+                            sc.RESOLVE_NO_SYMLINKS)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise NspodError(f"make /sys read-only: {os_reason(e)}") from e
+    try:
+        tree = sc.open_tree(target, "", sc.OPEN_TREE_CLONE | sc.AT_RECURSIVE | sc.AT_EMPTY_PATH)
+        try:
+            sc.mount_setattr(tree, sc.MOUNT_ATTR_RDONLY, what="/sys")
+            sc.move_mount(tree, target, "/sys")
+            mask_sys(tree)
+        finally:
+            os.close(tree)
+    except OSError as e:
+        raise NspodError(f"make /sys read-only: {os_reason(e)}") from e
+    finally:
+        os.close(target)
 
 
 # -- applying ---------------------------------------------------------------------
@@ -322,8 +380,6 @@ def apply_security(policy: Policy, root: str = "/") -> dict[str, str]:
     """
     import _prctl  # python-prctl's C module: its Python wrapper costs 2 ms more to import
 
-    if not policy.privileged:
-        mask_proc(root)
     user = lookup_user(policy.user, root) if policy.user is not None else None
     env = {"HOME": user.home} if user is not None else {}
     top = last_cap()

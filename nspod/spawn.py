@@ -44,7 +44,8 @@ def why(e: BaseException) -> str:
 
 
 class MemberSpec:
-    __slots__ = ("argv", "env", "cwd", "ns", "prepare", "detach", "log_fd", "tty")
+    __slots__ = ("argv", "env", "cwd", "ns", "prepare", "detach", "log_fd", "tty",
+                 "logger_prepare")
 
     def __init__(
         self,
@@ -58,6 +59,7 @@ class MemberSpec:
         detach: bool = False,  # stdin /dev/null, stdout/stderr to the logger
         log_fd: int = -1,  # the log file, for detach
         tty: int = -1,  # a pty slave to be P's terminal and stdio
+        logger_prepare: Callable[[], None] | None = None,  # in the logger before exec (cgroup)
     ) -> None:
         self.argv = list(argv)
         self.env = env
@@ -67,6 +69,7 @@ class MemberSpec:
         self.detach = detach
         self.log_fd = log_fd
         self.tty = tty
+        self.logger_prepare = logger_prepare
 
 
 class Member:
@@ -111,6 +114,10 @@ def start_member(spec: MemberSpec, on_started: Callable[[int, int, int], None]) 
     if c == 0:
         parent.close()
         try:
+            # Not dumpable until the member's own exec (which resets it): the
+            # pod sees X and P, and must not reach this interpreter, its files
+            # or its /proc/PID/exe (CVE-2019-5736) through them.
+            sc.set_dumpable(False)
             enter_pod(spec.ns)
             x = os.fork()
             if x == 0:
@@ -172,7 +179,7 @@ def _member_x(spec: MemberSpec, sock: _socket.socket) -> None:
             err_r, err_w = os.pipe()
             lg = os.fork()
             if lg == 0:
-                _exec_logger(out_r, err_r, spec.log_fd)
+                _exec_logger(out_r, err_r, spec.log_fd, spec.logger_prepare)
             os.close(out_r)
             os.close(err_r)
             sock.send(b"L%d" % lg)
@@ -184,17 +191,39 @@ def _member_x(spec: MemberSpec, sock: _socket.socket) -> None:
     os._exit(0)
 
 
-def _exec_logger(out_r: int, err_r: int, log_fd: int) -> None:
+def _exec_logger(out_r: int, err_r: int, log_fd: int,
+                 prepare: Callable[[], None] | None) -> None:
+    """The logger: in the pod's cgroup, fds 0, 1, 3 only, exec'd from a read-only mount.
+
+    It drops everything else itself (csrc/logger.c). Its binary is reached
+    through a detached read-only copy of its mount: /proc/PID/exe of the
+    logger then cannot be reopened for writing (EROFS), even by a member
+    with SYS_PTRACE.
+    """
     try:
+        if prepare is not None:
+            prepare()
+        binary = sc.open_tree(sc.AT_FDCWD, LOGGER_BIN, sc.OPEN_TREE_CLONE)
+        sc.mount_setattr(binary, sc.MOUNT_ATTR_RDONLY, recursive=False)
         os.dup2(out_r, 0)
         os.dup2(log_fd, 1)
         os.dup2(err_r, 3)
         null = os.open("/dev/null", os.O_WRONLY)
         os.dup2(null, 2)
-        os.closerange(4, 65536)
+        os.dup2(binary, 4)
+        os.set_inheritable(4, False)  # fexecve(3) of an ELF binary needs no fd after it
+        sc.close_range(5)
+        # An empty root before the exec, too: exec makes the logger dumpable
+        # again until its first instructions drop that (csrc/logger.c).
+        empty = sc.fsmount("tmpfs", {"size": "4k", "nr_inodes": "1", "mode": "0555"},
+                           sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV
+                           | sc.MOUNT_ATTR_NOEXEC)
+        os.fchdir(empty)
+        os.chroot(".")
+        os.close(empty)
         os.setsid()
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        os.execve(LOGGER_BIN, ["nspod-logger"], {})
+        os.execve(4, ["nspod-logger"], {})
     finally:
         os._exit(127)
 
@@ -207,20 +236,23 @@ def _member_child(
     try:
         what = "set up the member's mounts"
         sc.unshare(sc.CLONE_NEWNS)
+        # A session of its own, as runc and crun give every container process:
+        # no controlling terminal but its own pty (-t), so it can never push
+        # input into the caller's terminal (TIOCSTI) or signal its group.
+        os.setsid()
         if spec.tty >= 0:
-            os.setsid()
             import fcntl  # only here: the tty path
 
             fcntl.ioctl(spec.tty, TIOCSCTTY, 0)
             stdio = (spec.tty, spec.tty, spec.tty)
-        elif spec.detach:
-            os.setsid()
-        else:
-            # own process group; nspod hands it the terminal when it has one
-            os.setpgid(0, 0)
         if stdio is not None:
             for i, fd in enumerate(stdio):
                 os.dup2(fd, i)
+        # Nothing of the caller's but stdio survives the exec (CVE-2024-21626):
+        # fds 3 and up are still needed until then (cgroup files, the socket).
+        sc.close_range(3, flags=sc.CLOSE_RANGE_CLOEXEC)
+        # and no key of the caller's session (keyrings(7)): a fresh one
+        sc.new_session_keyring()
         env = spec.env
         if spec.prepare is not None:
             extra = spec.prepare()
@@ -232,6 +264,7 @@ def _member_child(
         if spec.cwd is not None:
             what = f"working directory {spec.cwd}"
             os.chdir(spec.cwd)
+            _check_cwd()
         for sig in FORWARDED:
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -253,6 +286,16 @@ def _member_child(
         _send_quiet(sock, b"E%d %s" % (getattr(e, "code", 125), text.encode()[:400]))
         os._exit(125)
     os._exit(125)
+
+
+def _check_cwd() -> None:
+    """The working directory must be inside the member's root: one reached through
+    an fd (/proc/self/fd/N) may be anywhere; getcwd(3) fails then (ENOENT:
+    the kernel reports it "(unreachable)")."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise OSError(errno.ENOENT, "outside the member's root") from None
 
 
 def _send_quiet(sock: _socket.socket, data: bytes) -> None:
@@ -342,17 +385,21 @@ def read_exit(records_fd: int, pod_pid: int) -> int | None:
 def read_exit_record(records_fd: int, pod_pid: int) -> tuple[int, float] | None:
     """(wait status, unix time) pause recorded for pod_pid, or None."""
     try:
-        fd = os.open(str(pod_pid), os.O_RDONLY | os.O_CLOEXEC, dir_fd=records_fd)
-    except FileNotFoundError:
-        return None
+        fd = os.open(str(pod_pid), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=records_fd)
+    except OSError:
+        return None  # none, or not a record (a symlink planted there: ELOOP)
     try:
         data = os.read(fd, 256)
     finally:
         os.close(fd)
     if not data.endswith(b"\n"):
         return None
-    status, ms = data.split()[:2]
-    return int(status), int(ms) / 1000.0
+    try:
+        status, ms = data.split()[:2]
+        return int(status), int(ms) / 1000.0
+    except ValueError:
+        return None
 
 
 def exit_code(status: int) -> int:

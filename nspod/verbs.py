@@ -64,6 +64,8 @@ VERBS = (
             Opt(("-i", "--interactive"), "interactive", "with -t: pass stdin to the terminal"),
             Opt(("-u", "--user"), "user", "run as UID[:GID] or NAME[:GROUP] (names from the "
                 "member's /etc/passwd and /etc/group)", "USER"),
+            Opt(("--mix-roots",), "mix_roots", "allow members with a rootfs and members on "
+                "the host's files in one pod (the former can then reach the host's files)"),
             *o.SECURITY_OPTS,
             *o.ROOTFS_OPTS,
         ),

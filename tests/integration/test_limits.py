@@ -72,8 +72,9 @@ def test_cpus_throttles(pod_env: PodEnv) -> None:
         "print(time.process_time() - c)\n"  # not the interpreter's start (slow in a TCG VM)
     )
     r = pod_env.run("join", pod, "--", "python3", "-c", script, check=True)
-    # 2 s of wall time at a quarter of a CPU: about 0.5 s of CPU time
-    assert 0.25 < float(r.stdout) < 0.8
+    # 2 s of wall time at a quarter of a CPU: about 0.5 s of CPU time at most (on a
+    # busy machine the loop may get less than its quota, never more)
+    assert 0.05 < float(r.stdout) < 0.8
 
 
 def test_invalid_limits_are_usage_errors(pod_env: PodEnv) -> None:

@@ -97,7 +97,7 @@ def test_dev_shm_is_shared_pod_wide(pod_env: PodEnv, rootfs: Path) -> None:
     assert run_in(pod_env, "p", "echo shared > /dev/shm/f").returncode == 0
     assert run_in(pod_env, "p", "cat /dev/shm/f").stdout == "shared\n"
     # a member on the host's files (--rootfs /) sees the pod's /dev/shm too, not the host's
-    r = pod_env.run("join", "--rootfs", "/", "p", "--", "cat", "/dev/shm/f")
+    r = pod_env.run("join", "--mix-roots", "--rootfs", "/", "p", "--", "cat", "/dev/shm/f")
     assert r.stdout == "shared\n", r.stderr
     assert not Path("/dev/shm/f").exists() or Path("/dev/shm/f").read_text() != "shared\n"
     # and the same file is not in another pod
@@ -258,9 +258,10 @@ def test_device_nodes_made_in_the_pod_cannot_be_opened(pod_env: PodEnv, rootfs: 
     vol = tmp_path / "vol"
     vol.mkdir()
     pod_env.create("p", "--net", "none", "--rootfs", str(rootfs), "-v", f"{vol}:/vol")
-    # CAP_MKNOD is in the default set, as in podman; the node is useless all the same
+    # with CAP_MKNOD (not in the default set since issue 18) the node is useless all the same
     for where in ("/", "/tmp/", "/dev/", "/vol/"):
-        r = run_in(pod_env, "p", f"mknod {where}mem2 c 1 1 && head -c 1 {where}mem2 | wc -c")
+        r = run_in(pod_env, "p", f"mknod {where}mem2 c 1 1 && head -c 1 {where}mem2 | wc -c",
+                   "--cap-add", "MKNOD")
         assert "Permission denied" in r.stderr and r.stdout.strip() in ("", "0"), (where, r)
     assert run_in(pod_env, "p", "head -c 1 /dev/zero | wc -c").stdout.strip() == "1"
 
@@ -274,3 +275,14 @@ def test_pause_is_no_way_out_even_with_sys_ptrace(pod_env: PodEnv, rootfs: Path,
     assert "host secret" not in r.stdout
     listed = set(r.stdout.split())
     assert not listed & {"bin", "etc", "usr", "proc", "tmp"}, r.stdout
+
+
+def test_rootfs_member_gets_proc_masked_and_read_only(pod_env: PodEnv, rootfs: Path) -> None:
+    present = [f for f in ("timer_list", "keys", "sched_debug") if Path("/proc", f).exists()]
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    reads = "for f in " + " ".join(present) + "; do echo $f $(head -c 64 /proc/$f | wc -c); done"
+    r = run_in(pod_env, "p", reads + "; echo x > /proc/sys/kernel/hostname; mkdir /sys/fs/x")
+    assert r.stdout == "".join(f"{f} 0\n" for f in present), r
+    assert r.stderr.count("Read-only file system") == 2, r
+    r = run_in(pod_env, "p", reads, "--privileged")
+    assert all(int(line.split()[1]) > 0 for line in r.stdout.splitlines()), r
