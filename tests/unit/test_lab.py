@@ -10,8 +10,10 @@ import pytest
 from conftest import NSPOD, REPO
 
 
-def make_n(target: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "-n", "--no-print-directory", target], cwd=REPO, capture_output=True, text=True)
+def make_n(target: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`make -n`: the recipe, not run (no "Entering directory" under a parent make)."""
+    return subprocess.run(["make", "-n", "--no-print-directory", target, *args], cwd=REPO,
+                          capture_output=True, text=True)
 
 
 def test_vm_test_and_bench_targets_resolve() -> None:
@@ -21,8 +23,7 @@ def test_vm_test_and_bench_targets_resolve() -> None:
     assert r.returncode == 0 and "bench/bench.py" in r.stdout
     assert "tools/lab destroy" in make_n("vm-destroy").stdout
     assert "tools/lab-box bookworm" in make_n("lab-box").stdout
-    r = subprocess.run(["make", "-n", "--no-print-directory", "lab-box", "DIST=trixie"], cwd=REPO, capture_output=True,
-                       text=True)
+    r = make_n("lab-box", "DIST=trixie")
     assert "tools/lab-box trixie" in r.stdout
 
 
@@ -125,12 +126,10 @@ def test_setup_repairs_a_venv_a_failed_setup_left(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").symlink_to(sys.executable)  # made, never upgraded
-    r = subprocess.run(["make", "-n", "--no-print-directory", "venv", f"VENV={venv}"], cwd=REPO, capture_output=True,
-                       text=True)
+    r = make_n("venv", f"VENV={venv}")
     assert r.returncode == 0 and "--upgrade pip setuptools" in r.stdout
     (venv / ".nspod-ready").touch()  # the upgrade went through
-    r = subprocess.run(["make", "-n", "--no-print-directory", "venv", f"VENV={venv}"], cwd=REPO, capture_output=True,
-                       text=True)
+    r = make_n("venv", f"VENV={venv}")
     assert r.returncode == 0 and "--upgrade pip setuptools" not in r.stdout
 
 
@@ -138,5 +137,5 @@ def test_setup_needs_no_sudo_as_root() -> None:
     """In a root shell (CI, a fresh VM) setup runs without sudo, which may be missing."""
     if os.geteuid() != 0:
         pytest.skip("as root only")
-    r = subprocess.run(["make", "-n", "--no-print-directory", "setup"], cwd=REPO, capture_output=True, text=True)
+    r = make_n("setup")
     assert r.returncode == 0 and "sudo " not in r.stdout
