@@ -80,8 +80,10 @@ rootfs: tests/rootfs/bin/busybox
 tests/rootfs/bin/busybox: tools/mkrootfs
 	tools/mkrootfs tests/rootfs
 
+# PYTEST_ARGS: tests to run instead of all of them; NSPOD_SLOW: see test_bench.py
+PYTEST_ARGS ?= tests
 test:
-	$(VENV)/bin/pytest tests
+	NSPOD_SLOW=$(or $(NSPOD_SLOW),1) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 unit:
 	$(VENV)/bin/pytest tests/unit
