@@ -3,8 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev musl-tools \
-	nftables iproute2 procps nginx-light busybox-static curl
+APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev libseccomp-dev musl-tools \
+	nftables iproute2 procps nginx-light busybox-static curl \
+	skopeo umoci docker-registry
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup apt venv build install install-locked uninstall test unit integration demo bench bench-setup lint rootfs clean \
@@ -21,13 +22,19 @@ apt:
 		echo "installing: $$missing"; \
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi; \
+	if echo "$$missing" | grep -qw docker-registry; then \
+		echo "docker-registry is for the tests (they start their own on 127.0.0.1): its service stays off"; \
+		$(SUDO) systemctl disable --now docker-registry.service >/dev/null 2>&1 || \
+		{ $(SUDO) invoke-rc.d docker-registry stop; $(SUDO) update-rc.d docker-registry disable; } \
+			>/dev/null 2>&1 || true; \
 	fi
 
 # The venv is ready once pip, setuptools and cffi are upgraded in it: the stamp
 # is written only then, so a setup that failed half way (a venv made, the
 # upgrade not done) is repaired by running `make setup` again.
 READY := $(VENV)/.nspod-ready
-DEPS := "pyroute2>=0.9,<0.10" "python-prctl>=1.8"
+DEPS := "pyroute2>=0.9,<0.10" "python-prctl>=1.8" "PyYAML>=6"
 
 $(READY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +42,7 @@ $(READY):
 	touch $@
 
 venv: $(READY)
-	$(PY) -m pip install -q $(DEPS) pytest pytest-timeout
+	$(PY) -m pip install -q $(DEPS) pytest pytest-timeout "kubernetes-validate>=1.30"
 
 # The development copy: nspod built into .venv (tests run .venv/bin/nspod).
 WHEEL := $(VENV)/wheel
@@ -100,7 +107,7 @@ bench:
 # The tools the benchmark compares with: not needed to run nspod.
 bench-setup: setup
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-		podman catatonit tini
+		podman runc catatonit tini
 	$(PY) -m pip install -q matplotlib
 
 # The lab: a Debian VM with a stock kernel, systemd and cgroup v2, booted here
@@ -142,6 +149,10 @@ lint:
 	$(VENV)/bin/mypy nspod
 	$(C_CHECK) csrc/pause.c
 	$(C_CHECK) csrc/logger.c
+	@mkdir -p build/lint
+	cc -O2 -Wall -Wextra -Werror -o build/lint/pause_filter csrc/pause_filter.c -lseccomp
+	build/lint/pause_filter > build/lint/pause_filter.h
+	$(C_CHECK) -DNSPOD_PAUSE_FILTER -Ibuild/lint csrc/pause.c
 
 clean:
-	rm -rf build *.egg-info nspod/_core*.so nspod/pause tests/rootfs
+	rm -rf build *.egg-info nspod/_core*.so nspod/_seccomp*.so nspod/pause tests/rootfs

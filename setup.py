@@ -20,7 +20,7 @@ CFLAGS = ["-Os", "-Wall", "-Wextra", "-fstack-protector-strong", "-static", "-s"
           "-Wl,-z,norelro", f'-DNSPOD_VERSION="{VERSION}"']
 
 
-def build_static(source: str, out: Path) -> None:
+def build_static(source: str, out: Path, extra: tuple[str, ...] = ()) -> None:
     """Compiles csrc/<source> into a static executable at out (pause, the logger).
 
     musl-gcc gives a binary of a few kB resident; glibc static is the
@@ -31,21 +31,37 @@ def build_static(source: str, out: Path) -> None:
         cc = os.environ.get("CC", "cc")
         print("nspod: musl-gcc not found; building pause against glibc (larger)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([cc, *CFLAGS, "-o", str(out), str(HERE / "csrc" / source)], check=True)
+    subprocess.run([cc, *CFLAGS, *extra, "-o", str(out), str(HERE / "csrc" / source)],
+                   check=True)
+
+
+def pause_filter(tmp: Path) -> tuple[str, ...]:
+    """Builds and runs csrc/pause_filter.c (libseccomp): pause's filter as tmp/pause_filter.h.
+
+    Returns the flags that compile it into pause.
+    """
+    tmp.mkdir(parents=True, exist_ok=True)
+    gen = tmp / "pause_filter"
+    subprocess.run([os.environ.get("CC", "cc"), "-O2", "-Wall", "-Wextra", "-o",
+                    str(gen), str(HERE / "csrc" / "pause_filter.c"), "-lseccomp"], check=True)
+    header = subprocess.run([str(gen)], check=True, capture_output=True).stdout
+    (tmp / "pause_filter.h").write_bytes(header)
+    return ("-DNSPOD_PAUSE_FILTER", f"-I{tmp}")
 
 
 class BuildExt(build_ext):
     def run(self) -> None:
         super().run()
+        filter_flags = pause_filter(Path(self.build_temp))
         for source, binary in (("pause.c", "pause"), ("logger.c", "nspod-logger")):
             target = Path(self.build_lib) / "nspod" / binary
-            build_static(source, target)
+            build_static(source, target, filter_flags if binary == "pause" else ())
             if self.inplace:
                 shutil.copy2(target, HERE / "nspod" / binary)
 
 
 setup(
     version=VERSION,
-    cffi_modules=["csrc/build_core.py:ffibuilder"],
+    cffi_modules=["csrc/build_core.py:ffibuilder", "csrc/build_seccomp.py:ffibuilder"],
     cmdclass={"build_ext": BuildExt},
 )

@@ -40,6 +40,7 @@ try:  # the networking figures plug in from beside this file (issue 4)
     import net_bench  # noqa: E402
 except ImportError:  # pragma: no cover - before networking was merged
     net_bench = None  # type: ignore[assignment]
+import image_bench  # noqa: E402 - the image figures (issue 15)
 
 # names of this run's own (another session's bench on the machine keeps to its own)
 BRIDGE, SUBNET, TABLE = f"nsbench{os.getpid() % 100000}", "10.198.0.0/16", \
@@ -74,6 +75,11 @@ def remove_root(root: Path, env: dict[str, str]) -> None:
         subprocess.run([NSPOD, "rm", "-f", "-t", "0", *names[i:i + 50]], env=env,
                        capture_output=True)
     subprocess.run([NSPOD, "gc"], env=env, capture_output=True)
+    # networks: bridge, rules and the ip_forward hold go through nspod
+    nets = subprocess.run([NSPOD, "network", "ls", "-q"], env=env, capture_output=True, text=True)
+    for net in nets.stdout.split() if nets.returncode == 0 else []:
+        subprocess.run([NSPOD, "network", "rm", "-f", "-t", "0", net], env=env,
+                       capture_output=True)
     for pidfile in root.glob("pods/*/pause.pid"):  # a half-made pod nspod no longer knows
         try:
             pid, start = (int(x) for x in pidfile.read_text().split()[:2])
@@ -224,12 +230,16 @@ def bench_join(runs: int) -> dict[str, float]:
         nspod(env, "create", *NO_NET, "j")
         pid = str(inspect(env, "j")["pid"])
         timed([NSPOD, "join", "j", "--", "true"], env)  # warm the page cache
-        # interleaved, so a burst of load elsewhere on the machine hits all three alike
-        out.update(interleaved({
+        # interleaved, so a burst of load elsewhere on the machine hits all alike
+        fns = {
             "join_ms": lambda: timed([NSPOD, "join", "j", "--", "true"], env),
             "nsenter_ms": lambda: timed(["nsenter", "-t", pid, "-a", "true"]),
             "python_pass_ms": lambda: timed([PYTHON, "-c", "pass"]),
-        }, runs))
+        }
+        if supports("join", "--security-opt"):  # the same join without its seccomp filter
+            fns["join_unconfined_ms"] = lambda: timed(
+                [NSPOD, "join", "--security-opt", "seccomp=unconfined", "j", "--", "true"], env)
+        out.update(interleaved(fns, runs))
         rootfs = str(REPO / "tests" / "rootfs")
         if not supports("join", "--rootfs"):
             NOTES.append("join --rootfs: skipped, nspod has no --rootfs (issue 5)")
@@ -265,6 +275,70 @@ def bench_join(runs: int) -> dict[str, float]:
             NOTES.append(f"podman exec: skipped, {_why(e)}")
         finally:
             subprocess.run(["podman", "pod", "rm", "-f", name], capture_output=True)
+    return out
+
+
+def bench_image_figures(runs: int) -> dict[str, float]:
+    with world() as env:
+        return image_bench.bench_images(NSPOD, env, runs, USE_PODMAN, NOTES, SAMPLES)
+
+
+# -- seccomp ----------------------------------------------------------------------------
+
+
+def bench_seccomp(runs: int) -> dict[str, float]:
+    """What the default filter costs, in-process: compiling it (once per pod, at create),
+    what a join pays (reading the compiled filter, loading it) and a syscall under it."""
+    from nspod import seccomp, security, syscalls
+
+    caps = security.resolve(security.SecurityOpts(), security.SecurityOpts()).caps
+
+    def compile_once() -> float:
+        t = time.perf_counter()
+        profile = seccomp.load_profile(seccomp.DEFAULT_PROFILE)
+        seccomp.compile_profile(profile, seccomp.cap_names(caps), "default")
+        return (time.perf_counter() - t) * 1000.0
+
+    def in_child(pdir: str, then: list[str] | None = None) -> float:
+        """ms for a forked child to read pdir's compiled filter and load it (then exec)."""
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                t = time.perf_counter()
+                got = seccomp.member_filter(pdir, None, None, caps, False)
+                assert got is not None
+                syscalls.seccomp_load(got[1], got[0])
+                os.write(w, b"%f" % ((time.perf_counter() - t) * 1000.0))
+                if then:
+                    null = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(null, 2)
+                    os.execv(then[0], then)
+            finally:
+                os._exit(0)
+        os.close(w)
+        took = float(os.read(r, 64) or b"nan")
+        os.close(r)
+        os.waitpid(pid, 0)
+        return took
+
+    out = {"seccomp_compile_ms": median_ms(compile_once, runs, "seccomp_compile_ms")}
+    with tempfile.TemporaryDirectory(prefix="nspod-seccomp-bench-") as pdir:
+        seccomp.prepare_pod(pdir, {})
+        out["seccomp_join_cost_ms"] = median_ms(lambda: in_child(pdir), runs,
+                                                "seccomp_join_cost_ms")
+        # a syscall-bound program (1M reads and writes of one byte) with and without it
+        dd = ["/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=1000000"]
+
+        def filtered() -> float:
+            t = time.perf_counter()
+            in_child(pdir, dd)
+            return (time.perf_counter() - t) * 1000.0
+
+        out.update(interleaved({
+            "dd_filtered_ms": filtered,
+            "dd_unfiltered_ms": lambda: timed(dd),
+        }, min(runs, 5)))
     return out
 
 
@@ -586,6 +660,16 @@ def report(r: dict[str, float]) -> str:
     j = ratio("join_ms", "python_pass_ms")
     row("nspod join POD -- true", r.get("join_ms"), "ms", f"{j:.2f}x python" if j else "",
         f"<= 2.5x python (aim 2x): {verdict(j, 2.5)}")
+    if "join_unconfined_ms" in r:
+        added = r["join_ms"] - r["join_unconfined_ms"]
+        row("  seccomp=unconfined", r.get("join_unconfined_ms"), "ms",
+            f"filter adds {added:+.2f} ms", f"< 1 ms added: {verdict(added, 1.0)}")
+    row("  seccomp: read + load", r.get("seccomp_join_cost_ms"), "ms", "in the member")
+    row("  seccomp: compile (create)", r.get("seccomp_compile_ms"), "ms", "once per pod")
+    d = ratio("dd_filtered_ms", "dd_unfiltered_ms")
+    row("  dd, 1M 1-byte r+w, filtered", r.get("dd_filtered_ms"), "ms",
+        f"{d:.2f}x unfiltered" if d else "")
+    row("  dd, unfiltered", r.get("dd_unfiltered_ms"), "ms")
     row("nsenter -t PID -a true", r.get("nsenter_ms"), "ms")
     row("python -c pass (venv)", r.get("python_pass_ms"), "ms")
     row("podman exec", r.get("podman_exec_ms"), "ms",
@@ -593,6 +677,8 @@ def report(r: dict[str, float]) -> str:
     row("nspod join --rootfs busybox", r.get("join_rootfs_ms"), "ms")
     row("podman run --rm --pod --rootfs", r.get("podman_run_rootfs_ms"), "ms",
         rel("join_rootfs_ms", "podman_run_rootfs_ms", "nspod {}x this"))
+    for what, val, rat, target in image_bench.report_rows(r):
+        row(what, val, "ms", rat, target)
     row("create + rm (--net none)", r.get("create_rm_none_ms"), "ms",
         rel("create_rm_none_ms", "by_hand_unshare_ms", "{}x by hand"))
     row("  by hand with unshare", r.get("by_hand_unshare_ms"), "ms")
@@ -670,6 +756,10 @@ def targets(r: dict[str, float]) -> dict[str, dict[str, object]]:
         if r.get(num) and r.get(den):
             ratio = r[num] / r[den]
             out[name] = {"ratio": round(ratio, 3), "pass": ratio <= limit}
+    out.update(image_bench.targets(r))
+    if "join_ms" in r and "join_unconfined_ms" in r:
+        added = r["join_ms"] - r["join_unconfined_ms"]
+        out["seccomp filter adds < 1 ms to join"] = {"value": round(added, 3), "pass": added < 1}
     if "pause_rss_kb" in r:
         out["pause RSS <= 32 kB"] = {"value": r["pause_rss_kb"], "pass": r["pause_rss_kb"] <= 32}
     return out
@@ -718,6 +808,9 @@ def main() -> int:
     r: dict[str, float] = {}
     steps: list[tuple[str, str, Callable[[], dict[str, float]]]] = [
         ("join", "", lambda: bench_join(runs)),
+        ("images", image_bench.missing_tools(), lambda: bench_image_figures(min(runs, 20))),
+        ("seccomp", "" if supports("join", "--security-opt") else "no seccomp (issue 14)",
+         lambda: bench_seccomp(min(runs, 20))),
         ("core create+rm", "", lambda: bench_core_cycle(min(runs, 20))),
         ("network create+rm", "" if HAS_PUBLISH and net_bench else
          "no create -p or bench/net_bench.py (issue 4)",

@@ -32,6 +32,11 @@ def bench_env() -> Iterator[dict[str, str]]:
     try:
         yield env
     finally:
+        nspod = os.environ.get("NSPOD_BIN") or str(Path(__file__).resolve().parent.parent
+                                                   / ".venv" / "bin" / "nspod")
+        # networks (bridge, rules, the ip_forward hold) go through nspod when it has them
+        subprocess.run([nspod, "network", "rm", "-f", "-t", "0", "nspod"], env=env,
+                       capture_output=True)
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
         subprocess.run(["nft", "delete", "table", "ip", TABLE], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)

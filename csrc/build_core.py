@@ -32,6 +32,7 @@ ffibuilder.cdef(
     long nspod_new_session_keyring(void);
     int nspod_set_dumpable(int on);
     int nspod_last_cap(void);
+    int nspod_seccomp_load(const void *prog, size_t len, unsigned int flags);
     """
 )
 ffibuilder.set_source("nspod._core", (HERE / "core.c").read_text())

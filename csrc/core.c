@@ -5,6 +5,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <sched.h>
 #include <string.h>
@@ -191,4 +193,24 @@ static int nspod_last_cap(void)
 	while (cap < 255 && prctl(PR_CAPBSET_READ, cap + 1, 0, 0, 0) >= 0)
 		cap++;
 	return cap;
+}
+
+/*
+ * Installs a seccomp filter: prog is len bytes of struct sock_filter, as
+ * libseccomp's seccomp_export_bpf() writes them (nspod.seccomp compiles
+ * them once per pod).  The caller has set no_new_privs or holds
+ * CAP_SYS_ADMIN, as seccomp(2) requires.
+ */
+static int nspod_seccomp_load(const void *prog, size_t len, unsigned int flags)
+{
+	struct sock_fprog fprog;
+
+	if (len == 0 || len % sizeof(struct sock_filter) != 0 ||
+	    len / sizeof(struct sock_filter) > BPF_MAXINSNS) {
+		errno = EINVAL;
+		return -1;
+	}
+	fprog.len = (unsigned short)(len / sizeof(struct sock_filter));
+	fprog.filter = (struct sock_filter *)prog;
+	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog);
 }

@@ -34,6 +34,21 @@
 #define RECORD_FD 3
 
 /*
+ * seccomp(2)'s ABI, spelled out: musl ships no kernel headers.  The filter
+ * itself (pause_filter[]) is compiled by libseccomp at build time
+ * (csrc/pause_filter.c writes pause_filter.h).
+ */
+struct pause_insn {
+	unsigned short code;
+	unsigned char jt, jf;
+	unsigned int k;
+};
+#ifdef NSPOD_PAUSE_FILTER
+#include "pause_filter.h"
+#endif
+#define SECCOMP_SET_MODE_FILTER 1
+
+/*
  * Never runs: the signals pause waits for stay blocked and are taken with
  * sigwaitinfo(). A handler is installed all the same, because the kernel
  * drops signals with the default action that are sent to a PID namespace's
@@ -146,6 +161,24 @@ static void drop_rights(void)
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
+/*
+ * Confines pause to the syscalls of its main loop (see csrc/pause_filter.c
+ * for the list): anything else fails with EPERM.  After drop_rights(),
+ * whose no_new_privs lets an unprivileged process install a filter.  Best
+ * effort too: a kernel without seccomp leaves pause running, and says so.
+ */
+static void confine(void)
+{
+#ifdef NSPOD_PAUSE_FILTER
+	struct { unsigned short len; const struct pause_insn *filter; } prog = {
+		sizeof(pause_filter) / sizeof(pause_filter[0]), pause_filter
+	};
+
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+		say("pause: seccomp failed: ", strerror(errno), "\n", NULL);
+#endif
+}
+
 /* Installs on_signal for sig; fatal on failure (setup time only). */
 static void install(int sig)
 {
@@ -192,6 +225,7 @@ int main(int argc, char **argv)
 	install(SIGCHLD);
 	install(SIGINT);
 	install(SIGTERM);
+	confine();
 	reap_children(dirfd);
 	for (;;) {
 		sig = sigwaitinfo(&wanted, NULL);

@@ -47,7 +47,7 @@ class Opt:
 
 
 class Verb:
-    __slots__ = ("name", "summary", "positionals", "options", "command", "details", "run")
+    __slots__ = ("name", "summary", "positionals", "options", "command", "details", "run", "sub")
 
     def __init__(
         self,
@@ -55,9 +55,11 @@ class Verb:
         summary: str,
         positionals: tuple[str, ...] = (),  # "NAME", "NAME?" optional, "NAME..." many, "NAME*" any
         options: tuple[Opt, ...] = (),
-        command: bool = False,  # takes -- CMD [ARG...]
+        command: bool | str = False,  # takes -- CMD [ARG...]; a string: an optional
+        # command, shown so in the usage line (join: the image's own command)
         details: str = "",
         run: Any = None,  # the handler: callable(Parsed, root: str | None) -> exit code
+        sub: tuple[Verb, ...] = (),  # sub-verbs, named "THIS SUB" (nspod network create)
     ) -> None:
         self.name = name
         self.summary = summary
@@ -66,6 +68,10 @@ class Verb:
         self.command = command
         self.details = details
         self.run = run
+        self.sub = sub
+
+    def find_sub(self, word: str) -> Verb | None:
+        return next((v for v in self.sub if v.name.split()[-1] == word), None)
 
 
 HELP = Opt(("-h", "--help"), "help", "show this help and exit")
@@ -149,7 +155,7 @@ def parse(verb: Verb, argv: list[str]) -> Parsed:
     if values["help"]:
         return Parsed(verb.name, values, command)
     _assign(verb, positional, values)
-    if verb.command and not command:
+    if verb.command is True and not command:
         raise UsageError(f"{verb.name}: no command given (nspod {verb.name} POD -- CMD [ARG...])")
     return Parsed(verb.name, values, command)
 
@@ -191,10 +197,17 @@ def usage(verb: Verb) -> str:
         else p
         for p in verb.positionals
     )
-    cmd = " -- CMD [ARG...]" if verb.command else ""
-    lines = [f"usage: nspod {verb.name} [OPTIONS] {pos}{cmd}".rstrip(), "", verb.summary]
+    cmd = (f" {verb.command}" if isinstance(verb.command, str)
+           else " -- CMD [ARG...]" if verb.command else "")
+    if verb.sub:
+        pos = "VERB ..."
+    lines = [f"usage: nspod {verb.name} [OPTIONS]{' ' + pos if pos else ''}{cmd}", "",
+             verb.summary]
     if verb.details:
         lines += ["", verb.details]
+    if verb.sub:
+        lines += ["", "verbs:"] + [f"  {v.name.split()[-1]:<10} {v.summary}" for v in verb.sub]
+        lines += ["", f"Run 'nspod {verb.name} VERB --help' for a verb's options."]
     lines += ["", "options:"]
     for o in (*verb.options, HELP):
         flag = ", ".join(o.names) + (f" {o.metavar}" if o.metavar else "")

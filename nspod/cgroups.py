@@ -75,11 +75,25 @@ def parse_memory(text: str) -> int:
     return size
 
 
+DEFAULT_PIDS = 2048  # podman's default pids limit (containers.conf pids_limit)
+UNLIMITED = 0
+
+
 def parse_pids(text: str) -> int:
+    """`N` -> N; `0` and `-1` -> UNLIMITED (podman documents -1, containers.conf 0)."""
     n = convert(text, int, "a whole number")
+    if n in (0, -1):
+        return UNLIMITED
     if n < 1:
-        raise ValueError(f"{text!r} must be at least 1")
+        raise ValueError(f"{text!r} must be at least 1 (0 or -1: unlimited)")
     return n
+
+
+def pids_limit(asked: int | None) -> int | None:
+    """The pids limit a new pod gets: DEFAULT_PIDS unless asked; None is unlimited."""
+    if asked is None:
+        return DEFAULT_PIDS
+    return None if asked == UNLIMITED else asked
 
 
 def parse_cpus(text: str) -> float:

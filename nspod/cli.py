@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import sys
 
-from nspod import __version__, verbs
+from nspod import __version__, imagecli, kube, netverbs, verbs
 from nspod.args import parse, usage
 from nspod.errors import FAILED, USAGE, NotRoot, NspodError, UsageError, os_reason
 from nspod.handlers import DEFAULT_ROOT
 
-TABLES = (verbs.VERBS,)
+TABLES = (verbs.VERBS, imagecli.VERBS, netverbs.VERBS, kube.VERBS)
 VERBS = {v.name: v for table in TABLES for v in table}
 
 GLOBAL_HELP = """\
@@ -102,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         verb = VERBS.get(name)
         if verb is None:
             raise UsageError(f"unknown verb {name!r} (see nspod --help)")
+        while verb.sub and args and not args[0].startswith("-"):
+            sub = verb.find_sub(args[0])
+            if sub is None:
+                raise UsageError(f"{verb.name}: unknown verb {args[0]!r} "
+                                 f"(see nspod {verb.name} --help)")
+            args.pop(0)
+            verb, name = sub, sub.name
         parsed = parse(verb, args)
         if parsed.help:
             print(usage(verb))

@@ -61,8 +61,28 @@ class NetError(NspodError):
     """A netlink or sysctl step of a pod's network failed."""
 
 
+class NoSuchNetwork(NspodError):
+    pass
+
+
+class NetworkExists(NspodError):
+    pass
+
+
+class NetworkInUse(NspodError):
+    pass
+
+
 class UnknownUser(NspodError):
     """--user names a user or group the member's root does not know."""
+
+
+class NoSuchImage(NspodError):
+    pass
+
+
+class ImageInUse(NspodError):
+    pass
 
 
 class ExecFailed(NspodError):

@@ -131,6 +131,9 @@ def gc(store: Store) -> list[str]:
     live = [os.path.basename(p) for p in store.dirs()]
     cgroups.collect_garbage(store.root, live)
     pins.collect_garbage(store, live)
+    from nspod import network
+
+    network.gc(store)  # networks a killed `network create` left, stale /etc/hosts entries
     return removed
 
 

@@ -38,6 +38,11 @@ def _security(a: Parsed) -> SecurityOpts:
     return SecurityOpts(tuple(a.cap_add), tuple(a.cap_drop), a.privileged)
 
 
+def _seccomp(a: Parsed) -> str | None:
+    """The last --security-opt seccomp=... given, or None (the pod's, or the default)."""
+    return a.security_opt[-1] if a.security_opt else None
+
+
 def _each(a: Parsed, root: str | None, fn: Any) -> int:
     """fn(store, name) for each POD given, printing each name once done."""
     store = _store(root)
@@ -56,8 +61,21 @@ def cmd_create(a: Parsed, root: str | None) -> int:
         dns=tuple(a.dns), add_hosts=tuple(a.add_host),
         limits=Limits(memory=a.memory, pids=a.pids, cpus=a.cpus), security=_security(a),
         rootfs=a.rootfs, volumes=tuple(a.volume), read_only=a.read_only,
+        seccomp=_seccomp(a), shm_size=a.shm_size,
     )
-    print(pod.create(_store(root), spec).name)
+    store = _store(root)
+    if a.image is None:
+        print(pod.create(store, spec).name)
+        return 0
+    from nspod import image
+
+    if a.rootfs:
+        raise UsageError("create: --image and --rootfs do not go together")
+    images = image.ImageStore()
+    spec.image = image.ensure(images, a.image, image.check_policy(a.pull)).id
+    spec.name = spec.name or pod.generate_name(store)
+    with images.hold(spec.image, store.pod_dir(spec.name)):  # image rm waits, then sees it
+        print(pod.create(store, spec).name)
     return 0
 
 
@@ -72,7 +90,10 @@ def cmd_join(a: Parsed, root: str | None) -> int:
                            detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,
                            security=_security(a), user=a.user, rootfs=a.rootfs,
                            volumes=tuple(a.volume), read_only=a.read_only,
-                           mix_roots=a.mix_roots)
+                           mix_roots=a.mix_roots,
+                           seccomp=_seccomp(a), image=a.image, pull=a.pull)
+    if a.image and a.rootfs:
+        raise UsageError("join: --image and --rootfs do not go together")
     name, code = member.join(state_root(root), spec)
     if a.detach:
         print(name)
@@ -156,6 +177,13 @@ def cmd_gc(a: Parsed, root: str | None) -> int:
     return 0
 
 
+def _seccomp_in_force(spec: dict[str, Any]) -> str:
+    """"default", "unconfined" or the profile's path: what a plain join runs under."""
+    from nspod import seccomp
+
+    return seccomp.choose(spec.get("seccomp"), None, bool(spec.get("privileged")))
+
+
 def _view(store: Store, rec: PodRecord) -> dict[str, Any]:
     """What inspect and ls --json show of a pod."""
     from nspod import render
@@ -181,8 +209,10 @@ def _view(store: Store, rec: PodRecord) -> dict[str, Any]:
         },
         "net": rec.spec.get("net", "none"),
         **rec.net,
-        "limits": {k: rec.spec.get(k) for k in ("memory", "pids", "cpus")},
-        "security": SecurityOpts.from_spec(rec.spec).to_spec(),
+        "limits": {k: rec.spec.get(k) for k in ("memory", "pids", "cpus", "shm_size")},
+        "security": {**SecurityOpts.from_spec(rec.spec).to_spec(),
+                     "seccomp": _seccomp_in_force(rec.spec)},
+        "image": rec.spec.get("image"),
         "cgroups": [d for d in cgroup_dirs(store, rec, rec.name) if os.path.isdir(d)],
     }
 

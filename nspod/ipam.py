@@ -1,7 +1,7 @@
 """Pod addresses: one record file per allocated address, under a lock.
 
     ROOT/ipam/10.88.0.5     contains the name of the pod holding 10.88.0.5
-    ROOT/ipam.hint          offset of the address to try next (a hint only)
+    ROOT/ipam.NET.hint      offset of the address to try next in subnet NET (a hint only)
 
 An allocation tries the hint first and scans on only when that address is
 taken, so its cost does not grow with the number of pods in the common case.
@@ -116,7 +116,7 @@ def allocate(store: Store, subnet: Subnet, pod: str, want: str | None = None) ->
                 holder = _holder(os.path.join(d, want))
                 raise AddressUnavailable(f"address {want}: already used by pod {holder!r}")
             return want
-        hint = os.path.join(store.root, "ipam.hint")
+        hint = os.path.join(store.root, f"ipam.{subnet.net.network_address}.hint")
         start = _read_hint(hint, subnet.size)
         for i in range(subnet.size):
             off = (start + i) % subnet.size

@@ -16,7 +16,7 @@ import time
 
 from nspod import lean, records, spawn
 from nspod import syscalls as sc
-from nspod.errors import DamagedRecord, NoSuchPod, NspodError, PodNotRunning
+from nspod.errors import DamagedRecord, NoSuchPod, NspodError, PodNotRunning, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,7 +70,8 @@ def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
 
 class JoinSpec:
     __slots__ = ("pod", "argv", "env", "cwd", "detach", "name", "tty", "interactive",
-                 "security", "user", "rootfs", "volumes", "read_only", "mix_roots")
+                 "security", "user", "rootfs", "volumes", "read_only", "mix_roots",
+                 "seccomp", "image", "pull")
 
     def __init__(
         self,
@@ -88,6 +89,9 @@ class JoinSpec:
         volumes: Sequence[Any] = (),  # rootfs.Volume, added to the pod's
         read_only: bool = False,
         mix_roots: bool = False,  # rootfs members and members on the host's files together
+        seccomp: str | None = None,  # "unconfined" or a profile's path; None: the pod's
+        image: str | None = None,  # run in an overlay of this image (overrides the pod's)
+        pull: str = "missing",  # when to pull image: always | missing | never
     ) -> None:
         self.pod = pod
         self.argv = argv
@@ -103,6 +107,44 @@ class JoinSpec:
         self.volumes = volumes
         self.read_only = read_only
         self.mix_roots = mix_roots
+        self.seccomp = seccomp
+        self.image = image
+        self.pull = pull
+
+
+def _image_of(pod: Pod, spec: JoinSpec) -> Any:
+    """The image.Image the member runs in (its own --image, else the pod's), or None.
+
+    Registers the pod as a user of it, so image rm refuses while the pod exists.
+    """
+    image_id: str | None = None
+    if spec.image is None:
+        image_id = None if spec.rootfs else pod.rec.get("spec", {}).get("image")
+        if not image_id:
+            return None
+    from nspod import image
+
+    store = image.ImageStore()
+    if spec.image is not None:
+        image_id = store.resolve(spec.image) if spec.pull == "missing" else None
+        if image_id is None:  # not stored, or the policy says pull (or never)
+            image_id = image.ensure(store, spec.image, image.check_policy(spec.pull)).id
+    assert image_id is not None
+    return store.use(image_id, pod.dir)
+
+
+def _with_image(spec: JoinSpec, config: dict[str, Any]) -> JoinSpec:
+    """spec with the image's config where the caller gave nothing: -e, -w, -u, CMD win."""
+    from nspod import image
+
+    out = JoinSpec(spec.pod, image.command(config, spec.argv or None),
+                   {**image.env_of(config), **spec.env})
+    for attr in JoinSpec.__slots__:
+        if attr not in ("argv", "env"):
+            setattr(out, attr, getattr(spec, attr))
+    out.cwd = spec.cwd or config.get("WorkingDir") or None
+    out.user = spec.user or config.get("User") or None
+    return out
 
 
 def _generate_name(pod: Pod, argv0: str) -> str:
@@ -147,9 +189,26 @@ def join(root: str, spec: JoinSpec) -> tuple[str, int]:
 
 
 def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
+    img = _image_of(pod, spec)
+    if img is not None:
+        spec = _with_image(spec, img.config)
+        if not spec.argv:
+            raise NspodError(f"join: image {img.id[:12]} has no Entrypoint or Cmd: give a "
+                             "command (nspod join POD -- CMD)")
+    if not spec.argv:
+        raise UsageError("join: no command given (nspod join POD -- CMD [ARG...])")
     os.makedirs(pod.path("members"), exist_ok=True)
     name = spec.name or _generate_name(pod, spec.argv[0])
     _claim_name(pod, name)
+    overlay = None
+    if img is not None:
+        from nspod import image
+
+        try:
+            overlay = image.Overlay.make(img.root, pod.path("members", f"{name}.overlay"))
+        except (NspodError, OSError):
+            _drop_record(pod, name)
+            raise
     records = os.open(pod.path("exits"),
                       os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     log_fd = -1
@@ -165,7 +224,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 os.close(logs)
         if spec.tty:
             master, slave = os.openpty()
-        prepare, cgroup_fds, enter_cgroup = _prepare(pod, spec)
+        prepare, cgroup_fds, enter_cgroup, seccomp = _prepare(pod, spec, overlay)
         mspec = spawn.MemberSpec(
             argv=spec.argv,
             env=member_env(spec.env, pod.rec.get("hostname", pod.name)),
@@ -176,6 +235,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             log_fd=log_fd,
             tty=slave,
             logger_prepare=enter_cgroup,
+            seccomp=seccomp,
         )
         terminal = None
         if spec.tty:
@@ -194,7 +254,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 "oom_kills": _oom_kills(pod),
                 "pid_start": lean.proc_start(host_pid) or 0, "pod_pid": pod_pid,
                 "logger_pid": logger_pid, "started": started, "detached": spec.detach,
-                "tty": spec.tty,
+                "tty": spec.tty, "image": img.id if img is not None else None,
             }
             lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec), sync=False)
 
@@ -233,19 +293,24 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             os.close(master)
 
 
-def _prepare(pod: Pod, spec: JoinSpec
-             ) -> tuple[Callable[[], dict[str, str]], list[int], Callable[[], None]]:
+def _prepare(pod: Pod, spec: JoinSpec, overlay: Any = None) -> tuple[
+        Callable[[], dict[str, str]], list[int], Callable[[], None], tuple[int, bytes] | None]:
     """The member's setup before exec, run in it (in its own mount namespace).
 
     Order matters: join the pod's cgroup first (through fds opened here, in the
     host's mounts), then the filesystem, then /proc masks, user and
     capabilities last, since they take away the rights the steps before need.
+    The seccomp filter (compiled here, or read from the pod's cache) comes
+    after all of them: spawn loads it just before exec.
     """
-    from nspod import cgroups, etcfiles, mixing, rootfs, security
+    from nspod import cgroups, etcfiles, mixing, rootfs, seccomp, security
 
     pod_spec = pod.rec.get("spec", {})
     etc = pod.path("etc")
-    root = rootfs.check_rootfs(spec.rootfs) if spec.rootfs else pod_spec.get("rootfs")
+    if overlay is not None:  # image.Overlay: the image below, the member's writes above
+        root = overlay.merged
+    else:
+        root = rootfs.check_rootfs(spec.rootfs) if spec.rootfs else pod_spec.get("rootfs")
     if root == "/":  # --rootfs /: the host's files, overriding the pod's rootfs
         root = None
     mixing.claim(pod, host=not root, mix=spec.mix_roots)
@@ -255,6 +320,8 @@ def _prepare(pod: Pod, spec: JoinSpec
     read_only = spec.read_only or bool(pod_spec.get("read_only"))
     policy = security.resolve(security.SecurityOpts.from_spec(pod_spec),
                               spec.security or security.SecurityOpts(), spec.user)
+    bpf = seccomp.member_filter(pod.dir, pod_spec.get("seccomp"), spec.seccomp,
+                                policy.caps, policy.privileged)
     cgroup_fds = cgroups.open_procs(cgroups.children(pod_spec.get("cgroups", []),
                                                      cgroups.MEMBERS))
     explicit = spec.env
@@ -272,8 +339,16 @@ def _prepare(pod: Pod, spec: JoinSpec
             # what runs after the pivot must already be imported: the new root
             # has no Python (python-prctl's C module, for capabilities)
             security.preload()
+            if overlay is not None:
+                overlay.mount()
             rootfs.enter(root, volumes, read_only,
                          etc if os.path.isdir(etc) else None, mask=not policy.privileged)
+            if overlay is not None and spec.cwd and not read_only:
+                # an image's WorkingDir need not exist in it (docker makes it)
+                try:
+                    os.makedirs(spec.cwd, exist_ok=True)
+                except OSError:
+                    pass
         else:
             # the pod's /etc/hosts, hostname, resolv.conf over the host's, privately
             etcfiles.bind_into(etc, "/")
@@ -283,7 +358,7 @@ def _prepare(pod: Pod, spec: JoinSpec
         env = security.apply_security(policy, "/")
         return {k: v for k, v in env.items() if k not in explicit}  # -e wins
 
-    return prepare, cgroup_fds, enter_cgroup
+    return prepare, cgroup_fds, enter_cgroup, bpf
 
 
 def _create(path: str, mode: int, dir_fd: int | None = None) -> int:

@@ -325,17 +325,18 @@ def _ensure_bridge(nl: Rtnl, cls: tuple[Any, Any, Any], spec: PodNet) -> int:
         info = _link_info(nl, ifinfmsg, spec.bridge)
         if info is None:
             raise NetError(f"bridge {spec.bridge}: vanished while being made")
-        addr = ifaddrmsg()
-        addr["family"] = socket.AF_INET
-        addr["prefixlen"] = spec.prefixlen
-        addr["index"] = info[0]
-        addr["attrs"] = [("IFA_LOCAL", spec.gateway), ("IFA_ADDRESS", spec.gateway)]
-        try:
-            nl.call(addr, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
-                    f"address {spec.gateway} on bridge {spec.bridge}")
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise
+    # made now or before: its gateway address is asserted each time (EEXIST: there)
+    addr = ifaddrmsg()
+    addr["family"] = socket.AF_INET
+    addr["prefixlen"] = spec.prefixlen
+    addr["index"] = info[0]
+    addr["attrs"] = [("IFA_LOCAL", spec.gateway), ("IFA_ADDRESS", spec.gateway)]
+    try:
+        nl.call(addr, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
+                f"address {spec.gateway} on bridge {spec.bridge}")
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
     # Packets arriving on the bridge may be routed: a pod reaching a port the
     # host publishes is DNATed back out the bridge. Per receiving interface
     # (ip-sysctl.rst: conf/interface/forwarding), so the host's other
@@ -343,6 +344,22 @@ def _ensure_bridge(nl: Rtnl, cls: tuple[Any, Any, Any], spec: PodNet) -> int:
     set_bridge_sysctl(spec.bridge, "forwarding", "1")
     refuse_router_adverts(spec.bridge)
     return info[0]
+
+
+def ensure_bridge(bridge: str, gateway: str, prefixlen: int) -> None:
+    """A network's bridge, up, with its gateway address and forwarding: made or asserted."""
+    cls = _msg_classes()
+    nl = Rtnl()
+    try:
+        _ensure_bridge(nl, cls, PodNet(bridge, gateway, prefixlen, "", "", ""))
+    except OSError as e:
+        raise NetError(f"bridge {bridge}: {os_reason(e)}") from e
+    finally:
+        nl.close()
+
+
+def link_exists(name: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{name}")
 
 
 def _rtnl_in(path: str) -> Rtnl:

@@ -62,6 +62,8 @@ cap = _parser("security", "parse_cap")
 memory = _parser("cgroups", "parse_memory")
 pids = _parser("cgroups", "parse_pids")
 cpus = _parser("cgroups", "parse_cpus")
+size = _parser("cgroups", "parse_size")
+security_opt = _parser("seccomp", "parse_security_opt")
 
 
 ROOTFS_OPTS = (
@@ -70,19 +72,27 @@ ROOTFS_OPTS = (
     Opt(("-v", "--volume"), "volume", "bind-mount a host path (ro: read-only)",
         "HOST_PATH:PATH[:ro]", True, convert=volume),
     Opt(("--read-only",), "read_only", "mount the rootfs read-only (writable /tmp and /run)"),
+    Opt(("--image",), "image", "run in a copy-on-write root of this image (pulled when "
+        "missing); its Entrypoint, Cmd, Env, WorkingDir and User apply", "REF"),
+    Opt(("--pull",), "pull", "pull --image: always, missing (default), never", "POLICY",
+        default="missing"),
 )
 SECURITY_OPTS = (
     Opt(("--cap-add",), "cap_add", "add a capability (NET_ADMIN, CAP_NET_ADMIN, ALL)", "CAP",
         True, convert=cap),
     Opt(("--cap-drop",), "cap_drop", "drop a capability (or ALL)", "CAP", True, convert=cap),
-    Opt(("--privileged",), "privileged", "every capability, /proc unmasked, no no_new_privs"),
+    Opt(("--privileged",), "privileged",
+        "every capability, /proc unmasked, no no_new_privs, no seccomp filter"),
+    Opt(("--security-opt",), "security_opt", "seccomp=unconfined, or seccomp=PROFILE.json "
+        "(docker's profile format)", "OPT", True, convert=security_opt),
 )
 SECURITY_HELP = """\
 A joined process gets podman's default capabilities (CHOWN, DAC_OVERRIDE,
 FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT,
 SETFCAP), no_new_privs, and a /proc with kcore,
-keys, timer_list, ... masked, sys, sysrq-trigger, irq, bus, fs read-only, and /sys
-read-only (--privileged: none of this)."""
+keys, timer_list, ... masked, sys, sysrq-trigger, irq, bus, fs read-only, /sys
+read-only, and docker's default seccomp filter (--privileged: none of this; a
+profile named with --security-opt seccomp=PROFILE.json still applies)."""
 TIME_OPT = Opt(("-t", "--time"), "time", "grace period in seconds (default 10)", "SECONDS",
                default=10.0, convert=seconds)
 JSON_OPT = Opt(("--json",), "json", "print JSON")

@@ -29,8 +29,12 @@ def _report(fd: int, tag: bytes, text: str) -> None:
         pass
 
 
+DEFAULT_SHM = 64 << 20  # bytes of a pod's /dev/shm, as docker and podman
+
+
 class PauseSpec:
-    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare", "tag", "hide")
+    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare", "tag", "shm_size",
+                 "hide")
 
     def __init__(
         self,
@@ -41,6 +45,7 @@ class PauseSpec:
         chroot: str | None = None,  # where pause's own root, an empty tmpfs, is made
         prepare: Callable[[], None] | None = None,  # runs as PID 1 before exec (cgroup, ...)
         tag: str = "",  # NSPOD_POD in pause's environment: gc finds a lost pause by it
+        shm_size: int = DEFAULT_SHM,  # bytes of the pod's /dev/shm
         hide: str | None = None,  # a mount the pod's namespace leaves out (the pins: pins.py)
     ) -> None:
         self.hostname = hostname
@@ -50,6 +55,7 @@ class PauseSpec:
         self.chroot = None if chroot is None else str(chroot)
         self.prepare = prepare
         self.tag = tag
+        self.shm_size = shm_size
         self.hide = hide
 
 
@@ -136,7 +142,7 @@ def _pause_child(spec: PauseSpec, w: int, binfd: int, logfd: int) -> None:
         step = "mount the pod's /dev/shm"
         # IPC is the pod's: so is its POSIX shared memory (shm_overview(7)).
         sc.mount("shm", "/dev/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
-                 "mode=1777,size=65536k")
+                 f"mode=1777,size={spec.shm_size}")
         step = "set the hostname"
         sc.sethostname(spec.hostname)
         if spec.new_net:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 
+from nspod import lean
 from nspod import syscalls as sc
 from nspod.errors import NspodError, os_reason
 from nspod.store import Store
@@ -154,3 +155,21 @@ def collect_garbage(store: Store, live: list[str]) -> None:
                     sc.umount2(store.nsroot, sc.MNT_DETACH)
                 except OSError:
                     pass  # not mounted
+
+
+def ns_file(pdir: str, kind: str) -> str:
+    """A path to the namespace `kind` of the pod whose directory is pdir: its pin,
+    else pause's own /proc/PID/ns/KIND (kinds never pinned, a refused mnt pin),
+    pause named by pause.pid and checked by its start time. Missing: the pod's
+    pin path, whose absence the caller reports."""
+    root, name = os.path.dirname(os.path.dirname(pdir)), os.path.basename(pdir)
+    pin_path = os.path.join(root, "ns", name, kind)
+    if os.path.exists(pin_path):
+        return pin_path
+    try:
+        pid, start = (int(x) for x in lean.read_text(os.path.join(pdir, "pause.pid")).split())
+    except (OSError, ValueError):
+        return pin_path
+    if lean.proc_start(pid) != start:
+        return pin_path
+    return f"/proc/{pid}/ns/{kind}"

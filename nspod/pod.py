@@ -15,7 +15,7 @@ import time
 from nspod import cgroups, etcfiles, lean, pausectl, pins, podnet, procs
 from nspod.errors import NoSuchPod, NspodError, PodExists, PodNotRunning, UsageError
 from nspod.gc import gc_light, get
-from nspod.lean import check_name, proc_start, write_atomic
+from nspod.lean import check_name, proc_start, valid_name, write_atomic
 from nspod.poddir import (
     cgroup_dirs,
     checkpoint,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # each costs ms to import at run time; rm and stop must start
     from typing import Any
 
 
-NET_MODES = ("bridge", "none", "host")
+NET_MODES = ("bridge", "none", "host")  # or the name of a network (nspod network create)
 CREATE_STEPS = (  # in order; see poddir.checkpoint
     "dir", "address", "ports", "cgroup", "pause", "namespaces", "veth", "files", "record",
 )
@@ -39,13 +39,14 @@ CREATE_STEPS = (  # in order; see poddir.checkpoint
 
 class CreateSpec:
     __slots__ = ("name", "hostname", "net", "ip", "ports", "dns", "add_hosts",
-                 "limits", "security", "rootfs", "volumes", "read_only")
+                 "limits", "security", "rootfs", "volumes", "read_only", "seccomp", "shm_size",
+                 "image")
 
     def __init__(
         self,
         name: str | None = None,
         hostname: str | None = None,
-        net: str = "bridge",  # bridge | none | host
+        net: str = "bridge",  # bridge (the default network) | none | host | a network's name
         ip: str | None = None,  # --ip: this address rather than the next free one
         ports: tuple[Any, ...] = (),  # portmap.Publish
         dns: tuple[str, ...] = (),
@@ -55,6 +56,9 @@ class CreateSpec:
         rootfs: str | None = None,  # default root filesystem of every join
         volumes: tuple[Any, ...] = (),  # rootfs.Volume, for every join
         read_only: bool = False,
+        seccomp: str | None = None,  # every join's: "unconfined" or a profile; None: default
+        shm_size: int | None = None,  # bytes of the pod's /dev/shm; None: 64 MiB
+        image: str | None = None,  # id of every join's default image (image.ensure)
     ) -> None:
         self.name = name
         self.hostname = hostname
@@ -68,6 +72,9 @@ class CreateSpec:
         self.rootfs = rootfs
         self.volumes = volumes
         self.read_only = read_only
+        self.seccomp = seccomp
+        self.shm_size = shm_size
+        self.image = image
 
 
 def generate_name(store: Store) -> str:
@@ -78,12 +85,19 @@ def generate_name(store: Store) -> str:
 
 
 def check_net(spec: CreateSpec) -> None:
-    if spec.net not in NET_MODES:
-        raise UsageError(f"create: --net {spec.net!r}: use one of {', '.join(NET_MODES)}")
-    if spec.net != "bridge":
+    if spec.net not in NET_MODES and not valid_name(spec.net):
+        raise UsageError(f"create: --net {spec.net!r}: use bridge, none, host or a network's name")
+    if spec.net in ("none", "host"):
         for opt, given in (("--ip", spec.ip), ("-p", spec.ports)):
             if given:
                 raise UsageError(f"create: {opt} needs --net bridge (not --net {spec.net})")
+
+
+def _net_spec(net: str) -> dict[str, str]:
+    """The record's net (bridge | none | host) and, for a bridge, its network."""
+    if net in ("none", "host"):
+        return {"net": net}
+    return {"net": "bridge", "network": "nspod" if net == "bridge" else net}
 
 
 def create(store: Store, spec: CreateSpec) -> PodRecord:
@@ -120,13 +134,15 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
             hostname=hostname,
             created=time.time(),
             state="running",
-            spec={"net": spec.net, "ip": spec.ip, "ports": [p.to_dict() for p in spec.ports],
+            spec={**_net_spec(spec.net), "ip": spec.ip, "ports": [p.to_dict() for p in spec.ports],
                   "dns": list(spec.dns), "add_hosts": [list(h) for h in spec.add_hosts],
                   "rootfs": root, "volumes": [v.to_list() for v in spec.volumes],
-                  "read_only": spec.read_only,
-                  **spec.limits.to_spec(), **spec.security.to_spec()},
+                  "read_only": spec.read_only, "image": spec.image,
+                  **spec.limits.to_spec(), **spec.security.to_spec(),
+                  "pids": cgroups.pids_limit(spec.limits.pids), "seccomp": spec.seccomp,
+                  "shm_size": spec.shm_size or pausectl.DEFAULT_SHM},
         )
-        if spec.net == "bridge":
+        if rec.spec["net"] == "bridge":
             rec.net = podnet.claim(store, rec, undo)
         _launch(store, rec, undo)
         store.save(rec)
@@ -140,8 +156,11 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
 
     Fills rec's runtime facts; each step registers its undo on undo.
     """
+    from nspod import seccomp
+
     pdir = store.pod_dir(rec.name)
     net = rec.spec.get("net", "none")
+    seccomp.prepare_pod(pdir, rec.spec)  # checks the profile before anything is made
     limits = cgroups.Limits(rec.spec.get("memory"), rec.spec.get("pids"), rec.spec.get("cpus"))
     cgroup = cgroups.create(store.root, rec.name, limits)  # reuses the empty one on start
     undo.callback(cgroups.remove, cgroup)
@@ -161,6 +180,7 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
                 tag=pdir,
                 hide=store.nsroot,
                 prepare=lambda: cgroups.enter(cgroup_fds),
+                shm_size=rec.spec.get("shm_size") or pausectl.DEFAULT_SHM,
             )
         )
     finally:
@@ -189,6 +209,8 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
         name=rec.name, hostname=rec.hostname, net=net, ip=rec.net.get("ip"),
         dns=tuple(rec.spec.get("dns", ())),
         add_hosts=tuple((str(h[0]), str(h[1])) for h in rec.spec.get("add_hosts", ()))))
+    if net == "bridge":
+        podnet.hosts_join(store, rec, undo)
     checkpoint("files")
     rec.pid, rec.pid_start = pid, start
     rec.state = "running"
@@ -237,6 +259,7 @@ def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
         if rec.net.get("veth"):
             from nspod import net
 
+            podnet.hosts_leave(store, name, rec.net)
             net.delete_link(rec.net["veth"])
         if rec.state == "running":
             rec.state = "stopped"

@@ -1,10 +1,10 @@
 """A bridge pod's network: claimed at create and start, released by rm,
 refresh and gc through one function.
 
-A pod's network is its address (ipam), its published ports (portmap: DNAT
-rules and port records) and its veth (net). The bridge and the nft table
-stay: other pods may use them, and both are cheap to keep; they go with
-`ip link del` / `nft delete table` by hand.
+A pod's network is its address (ipam) in its network's subnet (network),
+its published ports (portmap: DNAT rules and port records), its veth (net)
+and its line in the other members' /etc/hosts. The network itself (bridge,
+rules, ip_forward) stays with its last pod: `nspod network rm` removes it.
 """
 
 from __future__ import annotations
@@ -38,11 +38,13 @@ def claim(store: Store, rec: PodRecord, undo: contextlib.ExitStack,
 
     prefer: the address the pod had before (start after a crash), if still free.
     """
-    from nspod import ipam, net, portmap
+    import ipaddress
+
+    from nspod import ipam, network, portmap
 
     name = rec.name
-    subnet = ipam.subnet_from_env()
-    bridge = net.bridge_from_env()
+    nw = network.for_pod(store, rec.spec.get("network", network.DEFAULT))
+    subnet = ipam.Subnet(ipaddress.IPv4Network(nw.subnet))
     wanted = rec.spec.get("ip")
     if wanted is None and prefer is not None:
         try:
@@ -55,13 +57,16 @@ def claim(store: Store, rec: PodRecord, undo: contextlib.ExitStack,
     checkpoint("address")
     table = portmap.table_from_env()
     ports = [portmap.Publish.from_dict(d) for d in rec.spec.get("ports", [])]
+    # the network is asserted whole on every create: its rules with the ports, in their
+    # transaction; its bridge with the veth (net.setup_pod)
+    network.wire(store, nw, nft=not ports, bridge=False)
     if ports:
-        portmap.publish(store, portmap.PortSpec(table=table, bridge=bridge, subnet=str(subnet.net),
+        portmap.publish(store, portmap.PortSpec(table=table, prelude=network.rules(nw),
                                                 pod=name, ip=ip, ports=tuple(ports)))
         undo.callback(_quietly(portmap.unpublish, store, table, name, ports))
         checkpoint("ports")
-    return {"ip": ip, "gateway": str(subnet.gateway), "prefixlen": subnet.prefixlen,
-            "bridge": bridge, "table": table, "ports": [p.to_dict() for p in ports]}
+    return {"network": nw.name, "ip": ip, "gateway": nw.gateway, "prefixlen": nw.prefixlen,
+            "bridge": nw.bridge, "table": table, "ports": [p.to_dict() for p in ports]}
 
 
 def wire(store: Store, name: str, netrec: dict[str, Any], netns: str,
@@ -82,6 +87,23 @@ def wire(store: Store, name: str, netrec: dict[str, Any], netns: str,
         net.set_hairpin(veth)
     checkpoint("veth")
     return {"mac": info["mac"], "veth": veth}
+
+
+def hosts_join(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
+    """The pod's address goes into its network's /etc/hosts files, and theirs into its."""
+    from nspod import nethosts, network
+
+    name = rec.spec.get("network", network.DEFAULT)
+    names = rec.hostname if rec.hostname == rec.name else f"{rec.hostname} {rec.name}"
+    nethosts.join(store, name, rec.name, rec.net["ip"], names)
+    undo.callback(_quietly(nethosts.leave, store, name, rec.name))
+
+
+def hosts_leave(store: Store, pod: str, netrec: dict[str, Any]) -> None:
+    """The pod is down (stop): its name goes from the others' /etc/hosts."""
+    from nspod import nethosts, network
+
+    nethosts.leave(store, netrec.get("network", network.DEFAULT), pod)
 
 
 def release(store: Store, pods: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
@@ -112,6 +134,7 @@ def release(store: Store, pods: Sequence[tuple[str, dict[str, Any] | None]]) -> 
         return False
 
     by_table: dict[str, list[tuple[str, list[Any]]]] = {}
+    leaving: dict[str, list[str]] = {}  # network -> its pods going: one /etc/hosts rewrite
     veths = []
     for name, netrec in pods:
         if netrec is None:
@@ -120,12 +143,17 @@ def release(store: Store, pods: Sequence[tuple[str, dict[str, Any] | None]]) -> 
             if unpublished:
                 attempt(ipam.release_for_pod, store, name)
             continue
+        leaving.setdefault(netrec.get("network", "nspod"), []).append(name)
         ports = [portmap.Publish.from_dict(d) for d in netrec.get("ports", [])]
         if ports:
             table = netrec.get("table") or portmap.table_from_env()
             by_table.setdefault(table, []).append((name, ports))
         if netrec.get("veth"):
             veths.append(netrec["veth"])
+    from nspod import nethosts
+
+    for network, names in leaving.items():
+        attempt(nethosts.leave, store, network, *names)
     keep: set[str] = set()  # an address stays while a rule may still send traffic to it
     for table, entries in by_table.items():
         if not attempt(portmap.unpublish_many, store, table, entries):

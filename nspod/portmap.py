@@ -1,12 +1,15 @@
-"""Published ports: kernel DNAT in one nftables table nspod owns.
+"""Published ports and networks' rules: one nftables table nspod owns.
 
     table ip NSPOD_NFT_TABLE (default "nspod")
       map ports       proto . host port            -> pod ip . pod port
       map hostports   host ip . proto . host port  -> pod ip . pod port
+      set bridges, samenet, outbound, internal      one element each per network
       chain guard       drop 127.0.0.0/8 arriving from anything but lo
       chain prerouting  DNAT through the maps, to local destinations only
       chain output      the same for the host's own connections (127.0.0.1 too)
-      chain postrouting masquerade DNATed flows from 127.0.0.0/8 or the pods
+      chain postrouting masquerade DNATed flows from 127.0.0.0/8 or the pods,
+                        and the networks' traffic leaving the host
+      chain forward     isolation between networks; internal ones closed
 
 A pod's ports are map elements (commented "pod NAME"), so publishing and
 removing cost one element each whatever the number of pods, and rm deletes
@@ -200,6 +203,23 @@ def _unlink(path: str) -> None:
 # -- nftables ---------------------------------------------------------------------
 
 
+def nft(script: str, what: str) -> None:
+    """Runs an nft script as one transaction; FirewallError(what: nft's first line)."""
+    _nft(script, what)
+
+
+def drop_table_if_unused(table: str) -> None:
+    """Deletes the table once no network and no port is left in it (network rm)."""
+    code, stdout, _ = lean.run(["nft", "-j", "list", "table", "ip", table])
+    if code != 0:
+        return
+    for obj in lean.loads(stdout.decode()).get("nftables", []):
+        s = obj.get("set") or obj.get("map")
+        if s and s.get("elem"):
+            return
+    lean.run(["nft", "delete", "table", "ip", table])
+
+
 def _nft(script: str, what: str) -> None:
     code, _, err = lean.run(["nft", "-f", "-"], script.encode())
     if code != 0:
@@ -208,37 +228,83 @@ def _nft(script: str, what: str) -> None:
         raise FirewallError(f"{what}: {why.removeprefix('Error: ').lower()}")
 
 
-def table_script(table: str, bridge: str, subnet: str) -> str:
+def table_script(table: str) -> str:
+    """The table, its maps, sets and chains, asserted idempotently (nft -f, one transaction).
+
+    Nothing in it names a network: each network is elements of the sets
+    (network_elements), so its rules exist exactly while its elements do.
+    The base chains are flushed and written again, so a table made by an
+    older nspod, or edited by hand, ends up as this one.
+
+      bridges   every bridge of nspod's networks
+      subnets   every subnet of nspod's networks
+      samenet   BRIDGE . BRIDGE: traffic inside one network
+      outbound  subnets of networks masqueraded when leaving by another interface
+      internal  bridges of --internal networks: nothing forwarded in or out
+
+    Postrouting matches subnets, not input interfaces: the IPv4 postrouting
+    hook has no input device (ip_output passes none), so `iifname` never
+    matches there.
+    """
     dnat = ("fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @hostports\n"
             "    fib daddr type local dnat ip to meta l4proto . th dport map @ports")
+    chains = {
+        "guard": ("type filter hook prerouting priority raw; policy accept;",
+                  'iifname != "lo" ip daddr 127.0.0.0/8 drop\n'
+                  '    iifname != "lo" ip saddr 127.0.0.0/8 drop'),
+        "prerouting": ("type nat hook prerouting priority dstnat; policy accept;", dnat),
+        "output": ("type nat hook output priority -100; policy accept;", dnat),
+        # a published port reached from the host's 127.0.0.1 or from a pod
+        # (its own port included) answers back through the host; traffic of a
+        # network leaving by any interface but an nspod bridge goes out under
+        # the host's address
+        "postrouting": ("type nat hook postrouting priority srcnat; policy accept;",
+                        "oifname @bridges ct status dnat ip saddr 127.0.0.0/8 masquerade\n"
+                        "    oifname @bridges ct status dnat ip saddr @subnets masquerade\n"
+                        "    ip saddr @outbound oifname != @bridges masquerade"),
+        # networks are isolated from each other, published ports excepted;
+        # an internal network has no path in or out
+        "forward": ("type filter hook forward priority filter; policy accept;",
+                    "iifname . oifname @samenet accept\n"
+                    "    ct status dnat accept\n"
+                    "    iifname @bridges oifname @bridges drop\n"
+                    "    iifname @internal drop\n"
+                    "    oifname @internal drop"),
+    }
+    decl = "\n".join(f"  chain {name} {{ {hook} }}" for name, (hook, _) in chains.items())
+    flush = "".join(f"flush chain ip {table} {name}\n" for name in chains)
+    rules = "\n".join(f"  chain {name} {{\n    {body}\n  }}" for name, (_, body) in chains.items())
     return f"""table ip {table} {{
-  comment "nspod: published ports of the pods on {bridge}"
   map ports {{
     type inet_proto . inet_service : ipv4_addr . inet_service
   }}
   map hostports {{
     type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service
   }}
-  chain guard {{
-    type filter hook prerouting priority raw; policy accept;
-    iifname != "lo" ip daddr 127.0.0.0/8 drop
-    iifname != "lo" ip saddr 127.0.0.0/8 drop
-  }}
-  chain prerouting {{
-    type nat hook prerouting priority dstnat; policy accept;
-    {dnat}
-  }}
-  chain output {{
-    type nat hook output priority -100; policy accept;
-    {dnat}
-  }}
-  chain postrouting {{
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname "{bridge}" ct status dnat ip saddr 127.0.0.0/8 masquerade
-    oifname "{bridge}" ct status dnat ip saddr {subnet} masquerade
-  }}
+  set bridges {{ type ifname; }}
+  set subnets {{ type ipv4_addr; flags interval; }}
+  set samenet {{ type ifname . ifname; }}
+  set outbound {{ type ipv4_addr; flags interval; }}
+  set internal {{ type ifname; }}
+{decl}
+}}
+{flush}table ip {table} {{
+{rules}
 }}
 """
+
+
+def network_elements(table: str, bridge: str, subnet: str, internal: bool, verb: str) -> str:
+    """The elements that wire one network (verb add), or unwire it (verb delete).
+
+    A delete is preceded by an add of the same elements in the same
+    transaction, so it succeeds whether they were there or not.
+    """
+    els = [("bridges", f'"{bridge}"'), ("subnets", subnet),
+           ("samenet", f'"{bridge}" . "{bridge}"')]
+    els.append(("internal", f'"{bridge}"') if internal else ("outbound", subnet))
+    verbs = ("add",) if verb == "add" else ("add", "delete")
+    return "".join(f"{v} element ip {table} {s} {{ {e} }}\n" for v in verbs for s, e in els)
 
 
 def _elements(table: str, pod: str, ip: str, ports: list[Publish], verb: str) -> str:
@@ -258,13 +324,12 @@ def _elements(table: str, pod: str, ip: str, ports: list[Publish], verb: str) ->
 
 
 class PortSpec:
-    __slots__ = ("table", "bridge", "subnet", "pod", "ip", "ports")
+    __slots__ = ("table", "prelude", "pod", "ip", "ports")
 
-    def __init__(self, table: str, bridge: str, subnet: str, pod: str, ip: str,
+    def __init__(self, table: str, prelude: str, pod: str, ip: str,
                  ports: tuple[Publish, ...]) -> None:
         self.table = table
-        self.bridge = bridge
-        self.subnet = subnet
+        self.prelude = prelude  # the table and the pod's network, asserted in the same transaction
         self.pod = pod
         self.ip = ip
         self.ports = ports
@@ -273,22 +338,16 @@ class PortSpec:
 def publish(store: Store, spec: PortSpec) -> None:
     """Reserves the host ports and adds the pod's DNAT elements, all or nothing.
 
-    Makes the table (with its guard chain) on first use. The caller turns on
-    route_localnet on the bridge afterwards, never before the guard exists.
+    The table and the pod's network are asserted in the same nft transaction
+    (spec.prelude). The caller turns on route_localnet on the bridge
+    afterwards, never before the guard chain exists.
     """
     ports = list(spec.ports)
     with store.global_lock("ports"):
         _reserve(store, spec.pod, ports)
         try:
-            elements = _elements(spec.table, spec.pod, spec.ip, ports, "add")
-            try:
-                _nft(elements, f"publish ports of pod {spec.pod!r}")
-            except FirewallError as e:
-                if "no such file or directory" not in str(e):
-                    raise
-                # First use: the table, its chains and the elements in one transaction.
-                _nft(table_script(spec.table, spec.bridge, spec.subnet) + elements,
-                     f"create nftables table ip {spec.table}")
+            _nft(spec.prelude + _elements(spec.table, spec.pod, spec.ip, ports, "add"),
+                 f"publish ports of pod {spec.pod!r}")
         except BaseException:
             _release_records(store, spec.pod, ports)
             raise

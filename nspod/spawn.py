@@ -45,7 +45,7 @@ def why(e: BaseException) -> str:
 
 class MemberSpec:
     __slots__ = ("argv", "env", "cwd", "ns", "prepare", "detach", "log_fd", "tty",
-                 "logger_prepare")
+                 "logger_prepare", "seccomp")
 
     def __init__(
         self,
@@ -60,6 +60,8 @@ class MemberSpec:
         log_fd: int = -1,  # the log file, for detach
         tty: int = -1,  # a pty slave to be P's terminal and stdio
         logger_prepare: Callable[[], None] | None = None,  # in the logger before exec (cgroup)
+        # (seccomp(2) flags, BPF), loaded last, just before exec; None: unconfined
+        seccomp: tuple[int, bytes] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.env = env
@@ -70,6 +72,7 @@ class MemberSpec:
         self.log_fd = log_fd
         self.tty = tty
         self.logger_prepare = logger_prepare
+        self.seccomp = seccomp
 
 
 class Member:
@@ -269,6 +272,10 @@ def _member_child(
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        if spec.seccomp is not None:
+            # last, after no_new_privs (prepare): nothing of nspod's own is filtered
+            what = "load the seccomp filter"
+            sc.seccomp_load(spec.seccomp[1], spec.seccomp[0])
         what = spec.argv[0]
         _exec(spec.argv, env)
     except OSError as e:
@@ -407,3 +414,34 @@ def exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+def in_mount_namespace(nsfile: str, action: Callable[[], None], what: str) -> None:
+    """Runs action in a child that entered the mount namespace nsfile pins (a pod's), and
+    waits for it; NspodError naming what when it fails. The caller's namespaces are
+    untouched (setns(2) of a mount namespace needs a single-threaded process: the child)."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(r)
+            fd = os.open(nsfile, os.O_RDONLY | os.O_CLOEXEC)
+            sc.setns(fd, sc.CLONE_NEWNS, "the pod's mount namespace")
+            action()
+            code = 0
+        except BaseException as e:  # noqa: BLE001 - reported to the parent, then exit
+            try:
+                os.write(w, why(e).encode()[:400])
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+    os.close(w)
+    try:
+        message = os.read(r, 512).decode(errors="replace").strip()
+    finally:
+        os.close(r)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise NspodError(f"{what}: {message or 'failed'}")

@@ -17,6 +17,11 @@ from nspod import lean, records
 from nspod.errors import NoSuchPod
 from nspod.lean import check_name, proc_start, write_atomic
 
+
+def storage_root() -> str:
+    """What outlives a reboot (pod specs, images): $NSPOD_STORAGE or /var/lib/nspod."""
+    return os.environ.get("NSPOD_STORAGE") or "/var/lib/nspod"
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any

@@ -180,3 +180,8 @@ def set_dumpable(on: bool) -> None:
 def last_cap() -> int:
     """The highest capability of this kernel, probed (not read from a /proc a root may forge)."""
     return int(_lib.nspod_last_cap())
+
+
+def seccomp_load(prog: bytes, flags: int = 0) -> None:
+    """Installs the seccomp filter prog (struct sock_filter[], from libseccomp) on this thread."""
+    _check(_lib.nspod_seccomp_load(prog, len(prog), flags), "seccomp")

@@ -25,12 +25,15 @@ VERBS = (
                 "H"),
             Opt(("--memory",), "memory", "memory limit of the pod, no swap (e.g. 64M, 1g)",
                 "SIZE", convert=o.memory),
-            Opt(("--pids",), "pids", "most processes the pod may have at once", "N",
-                convert=o.pids),
+            Opt(("--pids",), "pids", "most processes the pod may have at once (default 2048; "
+                "0 or -1: unlimited)", "N", convert=o.pids),
+            Opt(("--shm-size",), "shm_size", "size of the pod's /dev/shm (default 64M)", "SIZE",
+                convert=o.size),
             Opt(("--cpus",), "cpus", "CPU time the pod may use, in CPUs (e.g. 0.5)", "X",
                 convert=o.cpus),
-            Opt(("--net",), "net", "bridge (default): own address on the bridge; none: only lo;"
-                " host: the host's network", "MODE", default="bridge"),
+            Opt(("--net",), "net", "bridge (default): own address on the default network; "
+                "NAME: on that network; none: only lo; host: the host's network",
+                "MODE|NAME", default="bridge"),
             Opt(("--ip",), "ip", "the pod's address (default: the next free one)", "ADDR",
                 convert=o.ip),
             Opt(("-p", "--publish"), "publish", "publish a port of the pod on the host",
@@ -43,10 +46,10 @@ VERBS = (
             *o.ROOTFS_OPTS,
         ),
         details="Prints the pod's name (one is generated when none is given).\n"
-        "Environment: NSPOD_BRIDGE (nspod0), NSPOD_SUBNET (10.88.0.0/16),\n"
-        "NSPOD_NFT_TABLE (nspod).\n"
-        "--rootfs, -v, --read-only, --cap-add, --cap-drop and --privileged are\n"
-        "defaults for every join into the pod.\n"
+        "Environment: NSPOD_BRIDGE (nspod0) and NSPOD_SUBNET (from the pool) for\n"
+        "the default network, NSPOD_NFT_TABLE (nspod).\n"
+        "--rootfs, --image, -v, --read-only, --cap-add, --cap-drop, --privileged and\n"
+        "--security-opt are defaults for every join into the pod.\n"
         + o.SECURITY_HELP + "\n" + o.EXIT_CODES,
         run=h.cmd_create,
     ),
@@ -69,7 +72,7 @@ VERBS = (
             *o.SECURITY_OPTS,
             *o.ROOTFS_OPTS,
         ),
-        command=True,
+        command="-- CMD [ARG...]",
         details="Options may come before or after POD; CMD starts at the first word after\n"
         "POD (or after --), so CMD's own options pass through.\n"
         "In the foreground, stdin, stdout and stderr are the caller's; SIGINT,\n"
@@ -77,6 +80,9 @@ VERBS = (
         "With -d the command's stdin is /dev/null and its output goes to its log\n"
         "(nspod logs); pause reaps it and records its exit status (nspod ps).\n"
         "--cap-add and --cap-drop apply on top of the pod's defaults.\n"
+        "With --image (or a pod created with one), CMD may be left out: the image's\n"
+        "Entrypoint and Cmd run; a CMD replaces both. -e, -w, -u override its Env,\n"
+        "WorkingDir and User.\n"
         + o.SECURITY_HELP + "\n" + JOIN_CODES,
         run=h.cmd_join,
     ),

@@ -49,6 +49,7 @@ class PodEnv:
     tag: str
     pods_seen: set[str] = field(default_factory=set)
     wrap: list[str] = field(default_factory=list)  # runs nspod through this (nsenter ...)
+    extra: dict[str, str] = field(default_factory=dict)  # more environment ("" unsets)
 
     @property
     def env(self) -> dict[str, str]:
@@ -58,8 +59,10 @@ class PodEnv:
             NSPOD_BRIDGE=self.bridge,
             NSPOD_SUBNET=self.subnet,
             NSPOD_NFT_TABLE=self.table,
+            NSPOD_STORAGE=str(self.root / "storage"),
         )
-        return env
+        env.update(self.extra)
+        return {k: v for k, v in env.items() if v != ""}
 
     def run(
         self, *args: str, check: bool = False, timeout: float = 30, **kw: object
@@ -185,17 +188,42 @@ def cgroup_leaks(root: Path) -> list[str]:
     return [f"cgroup left: {d}" for d in leaks]
 
 
-def nft_elements(table: str) -> list[str]:
-    """Elements (published ports) in the maps of nftables table ip TABLE, if it exists."""
+def nft_elements(table: str, kind: str = "map") -> list[str]:
+    """Elements in the maps (published ports) of table ip TABLE, or its sets (kind="set":
+    the networks' bridges and subnets), if it exists."""
     proc = subprocess.run(["nft", "-j", "list", "table", "ip", table],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         return []
     out = []
     for obj in json.loads(proc.stdout).get("nftables", []):
-        m = obj.get("map") or obj.get("set")
+        m = obj.get(kind)
         if m:
             out += [json.dumps(el) for el in m.get("elem", [])]
+    return out
+
+
+FORWARD_HOLDERS = Path("/run/nspod-forward")
+
+
+def network_leaks(e: PodEnv) -> list[str]:
+    """What a network of e's root left after network rm: records, links, rules, holds."""
+    out = []
+    nets = e.root / "networks"
+    if nets.exists() and any(nets.iterdir()):
+        out.append(f"network records left: {sorted(p.name for p in nets.iterdir())}")
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    for m in re.finditer(r"^\d+: ([^:@]+)", links, re.M):
+        if m.group(1) == e.bridge or m.group(1).startswith(e.bridge + "-"):
+            out.append(f"bridge left: {m.group(1)}")
+    if subprocess.run(["nft", "list", "table", "ip", e.table], capture_output=True).returncode == 0:
+        out.append(f"nft table left: {e.table} {nft_elements(e.table, 'set')}")
+    key = hashlib.sha256(str(e.root.resolve()).encode()).hexdigest()[:10]
+    held = sorted(p.name for p in FORWARD_HOLDERS.glob(f"{key}-*"))
+    if held:
+        out.append(f"ip_forward still held by: {held}")
+        for p in FORWARD_HOLDERS.glob(f"{key}-*"):
+            p.unlink()
     return out
 
 
@@ -230,6 +258,13 @@ def teardown_env(e: PodEnv) -> list[str]:
     elements = nft_elements(e.table)
     if elements:
         problems.append(f"nft map elements left in {e.table}: {elements}")
+    # every network of the test goes with network rm, which must leave nothing
+    nets = e.run("network", "ls", "-q").stdout.split() if (e.root / "networks").exists() else []
+    for name in nets:
+        r = e.run("network", "rm", "-f", name)
+        if r.returncode != 0:
+            problems.append(f"network rm -f {name}: {r.stderr.strip()}")
+    problems += network_leaks(e)
     ports = e.root / "ports"
     if ports.exists() and any(p.suffix != ".lock" for p in ports.iterdir()):
         problems.append(f"port records left: {sorted(p.name for p in ports.iterdir())}")
@@ -301,6 +336,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for m in re.finditer(r"table \w+ (nspod_t\w+)", tables):
         if m.group(1)[len("nspod_t"):] in _tags:
             leaks.append(f"nft table {m.group(1)}")
+    # networks: ip_forward holds of this run's roots, namespaces made as an "outside"
+    keys = {hashlib.sha256(r.encode()).hexdigest()[:10] for r in roots}
+    if FORWARD_HOLDERS.exists():
+        leaks += [f"ip_forward hold {p.name}" for p in FORWARD_HOLDERS.iterdir()
+                  if p.name.split("-")[0] in keys]
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        leaks += [f"netns {p.name}" for p in netns.iterdir()
+                  if p.name.startswith(LINK_PREFIX) and any(t in p.name for t in _tags)]
     if leaks:
         print("\nnspod leak check FAILED: " + "; ".join(leaks), file=sys.stderr)
         session.exitstatus = 1

@@ -78,7 +78,7 @@ def test_cpus_throttles(pod_env: PodEnv) -> None:
 
 
 def test_invalid_limits_are_usage_errors(pod_env: PodEnv) -> None:
-    for flag, value in (("--memory", "64X"), ("--memory", "1k"), ("--pids", "-1"),
+    for flag, value in (("--memory", "64X"), ("--memory", "1k"), ("--pids", "-2"),
                         ("--cpus", "0")):
         r = pod_env.run("create", flag, value, "p")
         assert r.returncode == 2

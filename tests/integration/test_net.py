@@ -294,13 +294,13 @@ def test_publish_needs_bridge_network(pod_env: PodEnv) -> None:
 
 def test_localnet_is_scoped_to_the_bridge(pod_env: PodEnv) -> None:
     all_before = Path("/proc/sys/net/ipv4/conf/all/route_localnet").read_text()
-    fwd_before = Path("/proc/sys/net/ipv4/ip_forward").read_text()
     pod_env.create("web", "-p", f"{free_port()}:80")
     conf = Path("/proc/sys/net/ipv4/conf") / pod_env.bridge
     assert (conf / "route_localnet").read_text() == "1\n"
     assert (conf / "forwarding").read_text() == "1\n"
     assert Path("/proc/sys/net/ipv4/conf/all/route_localnet").read_text() == all_before
-    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == fwd_before
+    # the one host-wide switch nspod turns on, while a network needs it (test_networks)
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == "1\n"
     table = subprocess.run(["nft", "list", "table", "ip", pod_env.table], capture_output=True,
                            text=True, check=True).stdout
     assert 'iifname != "lo" ip daddr 127.0.0.0/8 drop' in table

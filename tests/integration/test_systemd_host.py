@@ -71,8 +71,12 @@ def systemd_host() -> Iterator[SystemdHost]:
         try:
             yield h
         finally:
+            # the state root is visible in the helper's namespace only: what
+            # teardown_env finds by looking at it is taken away here
             for name in env.run("ls", "-q").stdout.split():
                 env.run("rm", "-f", "-t", "0", name)
+            for name in env.run("network", "ls", "-q").stdout.split():
+                env.run("network", "rm", "-f", name)
             left = h.mounts_under(top)
             problems = teardown_env(env)
         assert not problems, problems

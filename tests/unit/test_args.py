@@ -21,11 +21,17 @@ def test_join_command_without_double_dash_keeps_its_options() -> None:
     assert a.command == ["ls", "-l", "-e"]
 
 
-def test_join_needs_a_command() -> None:
+def test_a_command_verb_needs_a_command() -> None:
+    verb = Verb("run", "", ("POD",), (), command=True)
     with pytest.raises(UsageError, match="no command given"):
-        parse(JOIN, ["web", "--"])
+        parse(verb, ["web", "--"])
     with pytest.raises(UsageError):
-        parse(JOIN, ["web"])
+        parse(verb, ["web"])
+
+
+def test_join_command_may_be_left_out_for_an_images_own() -> None:
+    # join --image POD: the image's Entrypoint + Cmd; without an image, join says so (integration)
+    assert parse(JOIN, ["--image", "busybox", "web"]).command == []
 
 
 def test_short_option_with_attached_value_and_flag_clusters() -> None:

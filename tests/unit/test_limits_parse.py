@@ -2,7 +2,16 @@
 
 import pytest
 
-from nspod.cgroups import Layout, parse_cpus, parse_memory, parse_mountinfo, parse_pids, parse_size
+from nspod.cgroups import (
+    UNLIMITED,
+    Layout,
+    parse_cpus,
+    parse_memory,
+    parse_mountinfo,
+    parse_pids,
+    parse_size,
+    pids_limit,
+)
 from nspod.cli import main
 
 
@@ -37,8 +46,10 @@ def test_memory_has_a_floor() -> None:
 
 def test_pids_and_cpus() -> None:
     assert parse_pids("20") == 20
+    assert parse_pids("0") == parse_pids("-1") == UNLIMITED
+    assert pids_limit(None) == 2048 and pids_limit(UNLIMITED) is None and pids_limit(5) == 5
     assert parse_cpus("0.5") == 0.5
-    for bad in ("0", "-3", "x", "1.5"):
+    for bad in ("-2", "-3", "x", "1.5"):
         with pytest.raises(ValueError):
             parse_pids(bad)
     for bad in ("0", "0.001", "-1", "two", "nan"):
@@ -51,7 +62,8 @@ def test_pids_and_cpus() -> None:
     [
         ["create", "--memory", "lots", "p"],
         ["create", "--memory", "1k", "p"],
-        ["create", "--pids", "0", "p"],
+        ["create", "--pids", "-2", "p"],
+        ["create", "--shm-size", "0", "p"],
         ["create", "--cpus", "none", "p"],
     ],
 )
