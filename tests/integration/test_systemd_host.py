@@ -2,9 +2,9 @@
 
 systemd mounts `/` (so /run and /tmp) shared, and every service with
 PrivateTmp or ProtectSystem holds a slave copy of it. Reproduced here without
-a VM: a mount namespace where `/` is rshared, the state root on a tmpfs made
-rshared, and a "service" namespace that is a slave of it. Every nspod
-command runs in that namespace (nsenter).
+a VM: a mount namespace where `/` is rshared (in peer groups of its own), the
+state root on a tmpfs made rshared, and a "service" namespace that is a slave
+of it. Every nspod command runs in that namespace (nsenter).
 """
 
 import dataclasses
@@ -55,9 +55,11 @@ def systemd_host() -> Iterator[SystemdHost]:
         pytest.skip("needs root and the real kernel")
     base = new_pod_env()
     top = base.root  # a tmpfs in the helper's namespace; the state root under it
+    # private first, then shared: new peer groups of the namespace's own, so that
+    # on a real systemd host (where / is shared already) nothing reaches the host
     script = ('mount --make-rshared / && mount -t tmpfs nspod-sd "$1" && '
               'mount --make-rshared "$1" && exec sleep 600')
-    host = subprocess.Popen(["unshare", "-m", "--propagation", "shared", "--",
+    host = subprocess.Popen(["unshare", "-m", "--propagation", "private", "--",
                              "sh", "-c", script, "sh", str(top)])
     service = None
     try:
