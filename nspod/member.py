@@ -213,6 +213,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                       os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     log_fd = -1
     master = slave = -1
+    piped = None
     try:
         if spec.detach:
             os.makedirs(pod.path("logs"), exist_ok=True)
@@ -224,7 +225,16 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 os.close(logs)
         if spec.tty:
             master, slave = os.openpty()
-        prepare, cgroup_fds, enter_cgroup, seccomp = _prepare(pod, spec, overlay)
+        elif not spec.detach and (os.isatty(0) or os.isatty(1) or os.isatty(2)):
+            # never the caller's terminal itself: pipes, relayed (terminal.py)
+            from nspod.terminal import PipeRelay
+
+            piped = PipeRelay()
+        try:
+            prepare, cgroup_fds, enter_cgroup, seccomp = _prepare(pod, spec, overlay)
+        except NspodError:
+            _drop_record(pod, name)  # claimed, never filled: no empty record left
+            raise
         mspec = spawn.MemberSpec(
             argv=spec.argv,
             env=member_env(spec.env, pod.rec.get("hostname", pod.name)),
@@ -236,6 +246,8 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             tty=slave,
             logger_prepare=enter_cgroup,
             seccomp=seccomp,
+            stdio=tuple(piped.stdio) if piped is not None else None,  # type: ignore[arg-type]
+            keep_fds=cgroup_fds,
         )
         terminal = None
         if spec.tty:
@@ -271,14 +283,17 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             finally:
                 if slave >= 0:
                     os.close(slave)
+                if piped is not None:
+                    piped.started()
                 for fd in cgroup_fds:
                     os.close(fd)
             if spec.detach:
                 os.close(member.pidfd)
                 return name, 0
             try:
+                relay = terminal.relay if terminal else piped.relay if piped else None
                 status = spawn.wait_member(member, records, lambda: not _readable(pause_fd),
-                                           terminal.relay if terminal else None)
+                                           relay)
             finally:
                 if terminal is not None:
                     terminal.restore()
@@ -291,6 +306,8 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             os.close(log_fd)
         if master >= 0:
             os.close(master)
+        if piped is not None:
+            piped.close()
 
 
 def _prepare(pod: Pod, spec: JoinSpec, overlay: Any = None) -> tuple[
@@ -344,11 +361,11 @@ def _prepare(pod: Pod, spec: JoinSpec, overlay: Any = None) -> tuple[
             rootfs.enter(root, volumes, read_only,
                          etc if os.path.isdir(etc) else None, mask=not policy.privileged)
             if overlay is not None and spec.cwd and not read_only:
-                # an image's WorkingDir need not exist in it (docker makes it)
-                try:
-                    os.makedirs(spec.cwd, exist_ok=True)
-                except OSError:
-                    pass
+                # an image's WorkingDir need not exist in it (docker makes it);
+                # made by a walk inside the root: a plain makedirs followed the
+                # image's /proc/self/fd/N/.. to a directory fd still open here
+                # and made the directory on the host
+                _make_dir_in_root(spec.cwd)
         else:
             # the pod's /etc/hosts, hostname, resolv.conf over the host's, privately
             etcfiles.bind_into(etc, "/")
@@ -359,6 +376,20 @@ def _prepare(pod: Pod, spec: JoinSpec, overlay: Any = None) -> tuple[
         return {k: v for k, v in env.items() if k not in explicit}  # -e wins
 
     return prepare, cgroup_fds, enter_cgroup, bpf
+
+
+def _make_dir_in_root(path: str) -> None:
+    """mkdir -p path in this process's root, never through a magic link (rootfs.resolve_in)."""
+    from nspod import rootfs
+
+    try:
+        root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.close(rootfs.resolve_in(root, path, create="dir"))
+        finally:
+            os.close(root)
+    except OSError:
+        pass  # the chdir after says what is wrong
 
 
 def _create(path: str, mode: int, dir_fd: int | None = None) -> int:
@@ -379,10 +410,12 @@ def _oom_kills(pod: Pod) -> int | None:
 
 
 def _drop_record(pod: Pod, name: str) -> None:
-    try:
-        os.unlink(pod.path("members", f"{name}.json"))
-    except OSError:
-        pass
+    """A join that failed before its member ran leaves neither record nor log."""
+    for path in (pod.path("members", f"{name}.json"), pod.path("logs", f"{name}.log")):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def _finish_stale(pod: Pod, exits_fd: int, pod_pid: int) -> None:

@@ -170,9 +170,13 @@ def _read_db(path: str) -> list[list[str]]:
 
     Opened non-blocking and required to be a regular file: a FIFO or a device
     an image put there must not hang or feed the (still privileged) member.
+    No magic link is followed: the image's /etc/passwd as
+    /proc/self/fd/N/../.. of a directory fd still open here led to any host
+    file (RESOLVE_NO_MAGICLINKS; ordinary symlinks stay inside the root).
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = sc.openat2(sc.AT_FDCWD, path, os.O_RDONLY | os.O_NONBLOCK,
+                        sc.RESOLVE_NO_MAGICLINKS)
     except FileNotFoundError:
         return []
     except OSError as e:

@@ -45,7 +45,7 @@ def why(e: BaseException) -> str:
 
 class MemberSpec:
     __slots__ = ("argv", "env", "cwd", "ns", "prepare", "detach", "log_fd", "tty",
-                 "logger_prepare", "seccomp")
+                 "logger_prepare", "seccomp", "stdio", "keep_fds")
 
     def __init__(
         self,
@@ -62,6 +62,11 @@ class MemberSpec:
         logger_prepare: Callable[[], None] | None = None,  # in the logger before exec (cgroup)
         # (seccomp(2) flags, BPF), loaded last, just before exec; None: unconfined
         seccomp: tuple[int, bytes] | None = None,
+        # fds to be P's 0, 1, 2 instead of nspod's own (-1: nspod's), e.g. pipes
+        # relayed in place of the caller's terminal
+        stdio: tuple[int, int, int] | None = None,
+        # fds prepare uses (the cgroup files): every other one is closed before it
+        keep_fds: Sequence[int] = (),
     ) -> None:
         self.argv = list(argv)
         self.env = env
@@ -73,6 +78,8 @@ class MemberSpec:
         self.tty = tty
         self.logger_prepare = logger_prepare
         self.seccomp = seccomp
+        self.stdio = stdio
+        self.keep_fds = tuple(keep_fds)
 
 
 class Member:
@@ -188,7 +195,7 @@ def _member_x(spec: MemberSpec, sock: _socket.socket) -> None:
             sock.send(b"L%d" % lg)
             stdio = (os.open("/dev/null", os.O_RDONLY), out_w, err_w)
         if os.fork() == 0:
-            _member_child(spec, sock, stdio)
+            _member_child(spec, sock, stdio or spec.stdio)
     except BaseException as e:  # noqa: BLE001
         _send_quiet(sock, b"E125 start member: %s" % why(e).encode()[:300])
     os._exit(0)
@@ -250,9 +257,14 @@ def _member_child(
             stdio = (spec.tty, spec.tty, spec.tty)
         if stdio is not None:
             for i, fd in enumerate(stdio):
-                os.dup2(fd, i)
-        # Nothing of the caller's but stdio survives the exec (CVE-2024-21626):
-        # fds 3 and up are still needed until then (cgroup files, the socket).
+                if fd >= 0:
+                    os.dup2(fd, i)
+        # Nothing of the caller's or nspod's but stdio survives the exec
+        # (CVE-2024-21626), and nothing is open while the member's setup
+        # resolves paths an image wrote: a /proc/self/fd/N/.. through a
+        # directory fd climbed to the host's root. Kept until the exec: the
+        # socket and what prepare needs (spec.keep_fds: the cgroup files).
+        _close_all_but(sock.fileno(), *spec.keep_fds)
         sc.close_range(3, flags=sc.CLOSE_RANGE_CLOEXEC)
         # and no key of the caller's session (keyrings(7)): a fresh one
         sc.new_session_keyring()
@@ -272,6 +284,14 @@ def _member_child(
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        # Closed, not only close-on-exec: execve looks up the command (and a
+        # symlink to it, its #! or ELF interpreter) before it closes those, and
+        # a path an image wrote through /proc/self/fd/N of a directory still
+        # open here (the exits directory, a caller's fd) climbed `..` to the
+        # host's root: the member ran, and could then overwrite, a host binary
+        # (CVE-2024-21626; runc closes them too). Only the socket stays, for
+        # exec errors: a socket cannot be walked through.
+        _close_all_but(sock.fileno())
         if spec.seccomp is not None:
             # last, after no_new_privs (prepare): nothing of nspod's own is filtered
             what = "load the seccomp filter"
@@ -293,6 +313,17 @@ def _member_child(
         _send_quiet(sock, b"E%d %s" % (getattr(e, "code", 125), text.encode()[:400]))
         os._exit(125)
     os._exit(125)
+
+
+def _close_all_but(*keep: int) -> None:
+    """Closes every fd from 3 up but those in keep."""
+    low = 3
+    for fd in sorted(set(keep)):
+        if fd >= low:
+            if fd > low:
+                sc.close_range(low, fd - 1)
+            low = fd + 1
+    sc.close_range(low)
 
 
 def _check_cwd() -> None:

@@ -1,6 +1,8 @@
-"""join -t: relaying between the caller's terminal (or pipes) and the member's pty.
+"""join -t: relaying between the caller's terminal (or pipes) and the member's pty;
+join without -t from a terminal: relaying it through pipes.
 
-Imported only for -t: termios and tty cost join nothing otherwise.
+Imported only for -t or when the caller's stdio is a terminal: termios and
+tty cost join nothing otherwise.
 """
 
 from __future__ import annotations
@@ -82,6 +84,112 @@ class Terminal:
         signal.signal(signal.SIGWINCH, self.old_winch)
         if self.saved is not None:
             self.termios.tcsetattr(0, self.termios.TCSADRAIN, self.saved)
+
+
+class PipeRelay:
+    """The caller's terminal, relayed through pipes to a member joined without -t.
+
+    A member handed the terminal itself kept it after the join returned (a
+    background child of it) and read what the administrator typed next, or
+    changed its modes: no runtime gives a container the caller's terminal
+    (podman and docker relay pipes; a pty with -t). Only the fds that are a
+    terminal are relayed; files and pipes are passed as they are. stdin is
+    relayed only while nspod is in the terminal's foreground (reading it from
+    the background would stop nspod with SIGTTIN); otherwise /dev/null.
+    """
+
+    def __init__(self) -> None:
+        self.stdio = [-1, -1, -1]  # the member's ends, for MemberSpec.stdio
+        self.ours: dict[int, int] = {}  # our end -> the fd of nspod it relays to
+        self.stdin_w = -1
+        for fd in (0, 1, 2):
+            if not os.isatty(fd):
+                continue
+            if fd == 0:
+                try:
+                    foreground = os.tcgetpgrp(0) == os.getpgrp()
+                except OSError:
+                    foreground = False
+                if not foreground:
+                    self.stdio[0] = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+                    continue
+                r, self.stdin_w = os.pipe()
+                self.stdio[0] = r
+            else:
+                r, w = os.pipe()
+                self.stdio[fd] = w
+                self.ours[r] = fd
+
+    def needed(self) -> bool:
+        return self.stdio != [-1, -1, -1]
+
+    def started(self) -> None:
+        """The member has its ends: ours closed, so its exit is an end of file."""
+        for fd in self.stdio:
+            if fd >= 0:
+                os.close(fd)
+        self.stdio = [-1, -1, -1]
+
+    def relay(self, poller: select.poll, fd: int) -> bool:
+        if fd == -1:
+            for r in self.ours:
+                poller.register(r, select.POLLIN)
+            if self.stdin_w >= 0:
+                poller.register(0, select.POLLIN)
+            return True
+        if fd == -2:
+            self._drain()
+            return True
+        if fd == 0:
+            try:
+                data = os.read(0, 65536)
+            except OSError:
+                data = b""
+            try:
+                if data:
+                    _write_all(self.stdin_w, data)
+            except OSError:
+                data = b""  # the member closed its stdin
+            if not data:
+                poller.unregister(0)
+                os.close(self.stdin_w)
+                self.stdin_w = -1
+        elif fd in self.ours:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            try:
+                if data:
+                    _write_all(self.ours[fd], data)
+            except OSError:
+                data = b""  # the caller's terminal is gone: the member's output with it
+            if not data:
+                poller.unregister(fd)
+        return True
+
+    def _drain(self) -> None:
+        for r, out in self.ours.items():
+            while select.select([r], [], [], 0)[0]:
+                try:
+                    data = os.read(r, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                try:
+                    _write_all(out, data)
+                except OSError:
+                    break
+
+    def close(self) -> None:
+        self.started()
+        for r in self.ours:
+            os.close(r)
+        self.ours = {}
+        if self.stdin_w >= 0:
+            os.close(self.stdin_w)
+            self.stdin_w = -1
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -3,13 +3,16 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import NSPOD, PodEnv, live_pids
+from conftest import NSPOD, PodEnv, live_pids, nft_elements, pauses_under, pod_cgroups
+
+from nspod.pod import CREATE_STEPS
 
 pytestmark = pytest.mark.root
 
@@ -107,34 +110,49 @@ def test_signal_that_kills_the_command_gives_128_plus_n(pod_env: PodEnv) -> None
         proc.wait()
 
 
-def test_orphans_are_reaped_by_pause(pod_env: PodEnv) -> None:
-    pod_env.create("p")
-    pod_env.run("join", "p", "--", "sh", "-c",
-                "for i in $(seq 40); do sleep 0.2 & done; exit 0", check=True)
-    # the 40 sleeps were orphaned: they must be pause's children, inside the pod
-    info = pod_env.inspect("p")
-    pause = info["pid"]
-    deadline = time.monotonic() + 10
-    while True:
-        stats = pod_env.run("join", "p", "--", "ps", "-e", "-o", "stat=,comm=", check=True).stdout
-        lines = [line.split() for line in stats.splitlines()]
-        if not any(comm == "sleep" for _, comm in lines):
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    assert not [line for line in lines if line[0].startswith("Z")], stats
-    # and none of them went to the host's init
-    children = Path(f"/proc/{pause}/task/{pause}/children").read_text().split()
-    assert all(Path(f"/proc/{c}").exists() for c in children)
+def pod_processes(pause: int) -> dict[int, tuple[int, str, str]]:
+    """Every process in pause's PID namespace but pause: host pid -> (host ppid, state, comm)."""
+    ns = os.stat(f"/proc/{pause}/ns/pid").st_ino
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == pause:
+            continue
+        try:
+            if os.stat(entry / "ns" / "pid").st_ino != ns:
+                continue
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+        out[int(entry.name)] = (int(ppid), state, comm)
+    return out
 
 
-def test_orphans_stay_in_the_pod_while_running(pod_env: PodEnv) -> None:
-    pod_env.create("p")
-    pod_env.run("join", "p", "--", "sh", "-c", "sleep 30 >/dev/null 2>&1 & exit 0", check=True)
+def test_every_orphan_is_reparented_to_pause_and_reaped(pod_env: PodEnv) -> None:
+    pod_env.create("--net", "none", "p")
     pause = pod_env.inspect("p")["pid"]
-    kids = Path(f"/proc/{pause}/task/{pause}/children").read_text().split()
-    comms = [Path(f"/proc/{k}/comm").read_text().strip() for k in kids]
-    assert "sleep" in comms  # re-parented to pause, not to the host's init
+    assert isinstance(pause, int)
+    # a detached member's parent is pause, not the nspod that started it nor the host's init
+    pod_env.run("join", "-d", "--name", "m", "p", "--", "sleep", "60", check=True)
+    member = json.loads((pod_env.root / "pods/p/members/m.json").read_text())["host_pid"]
+    first = pod_processes(pause)
+    assert len(first) == 2 and {pp for pp, _, _ in first.values()} == {pause}, first  # its logger
+    assert first[member][::2] == (pause, "sleep")
+    # sh starts 40 sleeps and exits: each is orphaned at once
+    pod_env.run("join", "p", "--", "sh", "-c",
+                "for i in $(seq 40); do sleep 60 >/dev/null 2>&1 & done; exit 0", check=True)
+    procs = {pid: p for pid, p in pod_processes(pause).items() if pid not in first}
+    assert sorted(c for _, _, c in procs.values()) == ["sleep"] * 40, procs
+    # every one of them is pause's child (host view), none the host's init's or nspod's
+    assert {pp for pp, _, _ in procs.values()} == {pause}, procs
+    # all killed: pause reaps every one, no zombie stays
+    pod_env.run("kill", "p", check=True)
+    deadline = time.monotonic() + 10
+    while left := pod_processes(pause):
+        assert time.monotonic() < deadline, f"not reaped: {left}"
+        time.sleep(0.05)
+    assert live_pids([pause]) == [pause]
 
 
 def test_stop_and_rm_leave_nothing(pod_env: PodEnv) -> None:
@@ -199,8 +217,8 @@ def test_a_pod_whose_pause_died_is_exited(pod_env: PodEnv) -> None:
 @pytest.mark.parametrize("bad", ["../evil", "a/b", "", "x" * 64, "-dash", ".hidden", "a b"])
 def test_bad_names_are_refused_and_nothing_is_made(pod_env: PodEnv, bad: str) -> None:
     r = pod_env.run("create", "--", bad)
-    assert r.returncode in (2, 125)
-    assert r.stderr.startswith("nspod: invalid pod name") and r.stderr.count("\n") == 1
+    assert r.returncode == 2  # the README: a bad name is bad usage
+    assert r.stderr.startswith(f'nspod: invalid pod name "{bad[:20]}') and r.stderr.count("\n") == 1
     pods = pod_env.root / "pods"
     assert not pods.exists() or list(pods.iterdir()) == []
     assert not Path(pod_env.root.parent / "evil").exists()
@@ -266,14 +284,47 @@ def test_parallel_creates_all_succeed(pod_env: PodEnv) -> None:
     assert len({p["pid"] for p in listed}) == 8
 
 
-@pytest.mark.parametrize("step", ["dir", "pause", "namespaces", "record"])
+def free_port() -> int:
+    """A TCP port no socket uses now (the kernel's choice: above 10000 here)."""
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return int(s.getsockname()[1])
+
+
+def held_by(e: PodEnv) -> dict[str, object]:
+    """Everything a pod of e can hold, outside its process: what rollback must undo."""
+    records = {d: sorted(f.name for f in (e.root / d).iterdir() if f.suffix != ".lock")
+               for d in ("ipam", "ports") if (e.root / d).exists()}
+    pods = e.root / "pods"
+    return {
+        "pods": sorted(f.name for f in pods.iterdir()) if pods.exists() else [],
+        "mounts": [m for m in Path("/proc/self/mounts").read_text().split()
+                   if m.startswith(str(e.root))],
+        "veths": subprocess.run(["ip", "-o", "link", "show", "master", e.bridge],
+                                capture_output=True, text=True).stdout,
+        "nft elements": nft_elements(e.table),
+        "address records": records.get("ipam", []),
+        "port records": records.get("ports", []),
+        "cgroups": pod_cgroups(e.root),
+        "pauses": pauses_under(e.root),
+    }
+
+
+@pytest.mark.parametrize("step", CREATE_STEPS)
 def test_a_failed_create_rolls_back_every_step(pod_env: PodEnv, step: str) -> None:
+    # a pod that uses every step: an address, a published port, limits (a cgroup)
+    port = str(free_port())
+    args = ["create", "doomed", "-p", f"{port}:80", "--memory", "64M"]
     env = dict(pod_env.env, NSPOD_FAIL_AT=step)
-    r = subprocess.run([str(NSPOD), "create", "doomed"], env=env, capture_output=True,
-                       text=True, timeout=30)
-    assert r.returncode == 125
-    assert r.stderr == f"nspod: injected failure at {step}\n"
-    assert not (pod_env.root / "pods" / "doomed").exists()
-    assert str(pod_env.root) not in Path("/proc/self/mounts").read_text()
-    # and the name is free again
-    assert pod_env.run("create", "doomed").returncode == 0
+    r = subprocess.run([str(NSPOD), *args], env=env, capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stderr) == (125, f"nspod: injected failure at {step}\n")
+    assert held_by(pod_env) == held_by_nothing()
+    # the name, the address (the subnet's first, which it was given) and the port are free
+    first = pod_env.subnet.rsplit(".", 1)[0] + ".2"
+    assert pod_env.run(*args, "--ip", first).returncode == 0
+    pod_env.pods_seen.add("doomed")
+
+
+def held_by_nothing() -> dict[str, object]:
+    return {"pods": [], "mounts": [], "veths": "", "nft elements": [], "address records": [],
+            "port records": [], "cgroups": [], "pauses": []}

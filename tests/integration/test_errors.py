@@ -1,5 +1,6 @@
 """What the user sees when things are broken: one line, the right code, no traceback."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -158,3 +159,23 @@ def test_full_state_directory(pod_env: PodEnv) -> None:
             filler.unlink()
         nspod("rm", "-f", "f")
         subprocess.run(["umount", str(full)], check=True)
+
+
+def test_a_failed_join_leaves_no_record(pod_env: PodEnv, tmp_path: Path) -> None:
+    """A join whose member never ran is not listed, and leaves no record or log behind."""
+    pod_env.create("--net", "none", "p")
+    pdir = pod_env.root / "pods" / "p"
+    for args, code in ((("--name", "r", "--rootfs", str(tmp_path / "none")), 125),
+                       (("-d", "--name", "d", "--rootfs", str(tmp_path / "none")), 125),
+                       (("--name", "w", "-w", "/no/such/dir"), 125),
+                       (("-d", "--name", "x"), 127)):
+        cmd = ["no-such-command"] if code == 127 else ["true"]
+        r = pod_env.run("join", *args, "p", "--", *cmd)
+        assert r.returncode == code and r.stderr.count("\n") == 1, (args, r)
+    assert json.loads(pod_env.run("ps", "--json", "p", check=True).stdout) == []
+    # (.host-root stays: a process on the host's files did run in the pod, mixing.py)
+    assert [f for f in os.listdir(pdir / "members") if not f.startswith(".")] == []
+    assert sorted(os.listdir(pdir / "logs")) == []
+    # the names were never taken
+    pod_env.run("join", "-d", "--name", "d", "p", "--", "true", check=True)
+    assert [m["name"] for m in json.loads(pod_env.run("ps", "--json", "p").stdout)] == ["d"]

@@ -187,8 +187,69 @@ def test_foreground_member_cannot_type_into_the_callers_terminal(pod_env: PodEnv
     assert proc.returncode == 0, text
     assert "tty_nr 0 own-session True" in text, text
     # EPERM: not its controlling terminal (EIO where dev.tty.legacy_tiocsti=0)
-    assert ("injected" not in text and (f"refused {errno.EPERM}" in text
-                                        or f"refused {errno.EIO}" in text)), text
+    # ENOTTY: stdin is a pipe nspod relays (podman's result); EPERM where the
+    # terminal is not its controlling one; EIO where dev.tty.legacy_tiocsti=0
+    assert "injected" not in text and any(
+        f"refused {e}" in text for e in (errno.ENOTTY, errno.EPERM, errno.EIO)), text
+
+
+def _read_all(master: int, proc: subprocess.Popen[str]) -> str:
+    out = b""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    return out.decode(errors="replace")
+
+
+def test_member_keeps_nothing_of_the_callers_terminal(pod_env: PodEnv) -> None:
+    """A member handed the admin's terminal as its stdio left a child holding it
+    after the join returned, and read what the admin typed next (a password at
+    the root shell's next prompt). Without -t the member gets pipes that nspod
+    relays, as podman and docker give, and nothing once it is gone."""
+    pod_env.create("p", "--net", "none")
+    keys = Path(f"/tmp/nspod-keys-{uuid.uuid4().hex[:8]}")
+    master, slave = pty.openpty()
+
+    def controlling_tty() -> None:  # the admin's shell: this pty is its terminal
+        os.setsid()
+        import fcntl
+        import termios
+
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    try:
+        proc = pod_env.popen(
+            "join", "p", "--", "sh", "-c",
+            f"exec 3<&0 4>&1; (dd bs=1 count=14 <&3 >{keys} 2>/dev/null;"
+            f" stty -g <&4 >>{keys} 2>/dev/null) & echo visible; exit 0",
+            stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_tty)
+        os.close(slave)
+        slave = -1
+        # still a terminal's program: its output reaches the caller
+        assert "visible" in _read_all(master, proc)
+        assert proc.wait(timeout=20) == 0
+        try:
+            os.write(master, b"root-password\n")  # the admin types at the next prompt
+        except OSError:
+            pass  # nobody holds the terminal any more
+        time.sleep(1)
+        got = keys.read_text() if keys.exists() else ""
+        assert "root-password" not in got, got
+        assert ":" not in got, got  # stty -g: the terminal's modes, read through stdout
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+        keys.unlink(missing_ok=True)
 
 
 # -- 3: the caller's file descriptors ------------------------------------------------
@@ -209,10 +270,47 @@ def test_callers_fds_do_not_reach_the_member(pod_env: PodEnv, rootfs: Path,
         r = pod_env.run("join", "-w", f"/proc/self/fd/{folder}", "p", "--", "cat", "secret",
                         pass_fds=(secret, folder))
         assert r.returncode == 125 and "host secret" not in r.stdout, r
-        assert "outside the member's root" in r.stderr, r
+        # the fd is closed before the member's setup (or, were it open, outside its root)
+        assert ("no such file or directory" in r.stderr
+                or "outside the member's root" in r.stderr), r
     finally:
         os.close(secret)
         os.close(folder)
+
+
+def test_image_cannot_exec_a_host_file_through_an_fd_open_at_exec(
+        pod_env: PodEnv, rootfs: Path, marker: Path) -> None:
+    """CVE-2024-21626's other door: close-on-exec fds are closed only once execve
+    has found its file, so a path an image wrote (the command, a symlink to it,
+    a #! interpreter) through /proc/self/fd/N of a directory nspod or the caller
+    still had open climbed `..` to the host's root: the member ran a host binary,
+    and through /proc/PID/exe overwrote it (a root shell on the host at its next
+    use)."""
+    host_bin = marker / "sh"
+    shutil.copy(rootfs / "bin" / "busybox", host_bin)
+    before = host_bin.read_bytes()
+    climb = "/".join([".."] * 16) + str(host_bin)
+    for n in range(3, 24):
+        (rootfs / "x" / str(n)).mkdir(parents=True)
+        (rootfs / "x" / str(n) / "sh").symlink_to(f"/proc/self/fd/{n}/{climb}")
+        script = rootfs / "x" / str(n) / "script"
+        script.write_text(f"#!/proc/self/fd/{n}/{climb}\necho script\n")
+        script.chmod(0o755)
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    # the payload: keep /proc/self/exe, outlive the host binary, then write it
+    payload = ('exec 9</proc/self/exe; /bin/sh -c "sleep 0.3; echo pwned >/proc/self/fd/9"'
+               " & echo ran $(readlink /proc/self/exe)")
+    folder = os.open(marker, os.O_RDONLY | os.O_DIRECTORY)  # the caller's, too
+    try:
+        for n in range(3, 24):
+            for cmd in (f"/x/{n}/sh", f"/x/{n}/script"):
+                r = pod_env.run("join", "p", "--", cmd, "-c", payload, pass_fds=(folder,))
+                assert "ran" not in r.stdout, (n, r)
+                assert r.returncode == 127 and "not found" in r.stderr, (n, r)
+    finally:
+        os.close(folder)
+    time.sleep(0.5)
+    assert host_bin.read_bytes() == before
 
 
 # -- 4: a symlink swapped in while a read-only volume is mounted ---------------------
@@ -403,6 +501,29 @@ def test_numeric_user_is_a_uid_even_when_a_name_matches(pod_env: PodEnv,
     pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
     r = pod_env.run("join", "--user", "1000", "p", "--", "id", "-u", check=True)
     assert r.stdout.strip() == "1000"
+
+
+def test_users_are_never_looked_up_in_a_host_file(pod_env: PodEnv, rootfs: Path,
+                                                 marker: Path) -> None:
+    """The image's /etc/passwd as /proc/self/fd/N/../../.. of a directory nspod had
+    open while it set up the member: nspod, root with every capability, opened
+    the host's file there (any host path: a watchdog device would have armed)
+    and ran the member with what it read."""
+    (marker / "passwd").write_text("evil:x:4242:4242:a host file:/host-home:/bin/sh\n")
+    climb = "/".join([".."] * 16) + str(marker / "passwd")
+    pod_env.create("p", "--net", "none", "--rootfs", str(rootfs))
+    passwd = rootfs / "etc" / "passwd"
+    folder = os.open(marker, os.O_RDONLY | os.O_DIRECTORY)  # the caller's, too
+    try:
+        for n in range(3, 24):
+            passwd.unlink()
+            passwd.symlink_to(f"/proc/self/fd/{n}/{climb}")
+            r = pod_env.run("join", "--user", "evil", "p", "--", "sh", "-c", "id -u; echo $HOME",
+                            pass_fds=(folder,))
+            assert "4242" not in r.stdout and "/host-home" not in r.stdout, (n, r)
+            assert r.returncode == 125, (n, r)
+    finally:
+        os.close(folder)
 
 
 # -- 14: symlinks in the state directory, a FIFO as /etc/passwd ----------------------------

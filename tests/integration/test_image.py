@@ -264,6 +264,34 @@ def test_import_a_rootfs_tarball(pod_env: PodEnv, tmp_path: Path) -> None:
     assert r.stdout == "nspod-busybox\n", r.stderr
 
 
+def test_a_working_directory_is_never_made_on_the_host(pod_env: PodEnv,
+                                                       tmp_path: Path) -> None:
+    """An image's WorkingDir (or -w) is made when missing: through the image's
+    symlink /proc/self/fd/N/../.., N a directory nspod still had open, a plain
+    mkdir -p made it on the host, as root, wherever the image said."""
+    host = Path(f"/tmp/nspod-workdir-{uuid.uuid4().hex[:8]}")
+    host.mkdir()
+    root = tmp_path / "root"
+    shutil.copytree(ROOTFS, root, symlinks=True)
+    climb = "/".join([".."] * 16) + str(host)
+    for n in range(3, 24):
+        (root / f"w{n}").symlink_to(f"/proc/self/fd/{n}/{climb}")
+    tarball = tmp_path / "rootfs.tar"
+    _run("tar", "-C", str(root), "-cf", str(tarball), ".")
+    try:
+        assert pod_env.run("image", "import", str(tarball), "wd:1").returncode == 0
+        pod_env.create("p", "--net", "none")
+        for n in range(3, 24):
+            r = pod_env.run("join", "--image", "wd:1", "-w", f"/w{n}/made{n}", "p", "--", "true")
+            assert r.returncode == 125, (n, r)
+        assert list(host.iterdir()) == []
+        # a working directory inside the image is still made
+        r = pod_env.run("join", "--image", "wd:1", "-w", "/new/dir", "p", "--", "pwd")
+        assert r.stdout == "/new/dir\n", r.stderr
+    finally:
+        shutil.rmtree(host, ignore_errors=True)
+
+
 @pytest.mark.parametrize("step", ["image-copied", "image-unpacked"])
 def test_a_killed_pull_leaves_no_image(pod_env: PodEnv, registry: Registry, step: str) -> None:
     env = dict(pod_env.env, NSPOD_KILL_AT=step)

@@ -69,6 +69,23 @@ def test_default_filter_refuses_the_kernel_attack_surface(pod_env: PodEnv, probe
                    "vsock": "EPERM", "personality": "EPERM"}
 
 
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86's other ABIs")
+def test_default_filter_covers_i386_and_x32_calls(pod_env: PodEnv, tmp_path: Path) -> None:
+    """int $0x80 and x32 numbers are checked against their own ABI's rules."""
+    prog = build(tmp_path, "other_abis")
+    pod = pod_env.create()
+
+    def run(*flags: str) -> dict[str, str]:
+        r = pod_env.run("join", *flags, pod, "--", str(prog), check=True)
+        return {n: v if v == "ok" else errno.errorcode[int(v)]
+                for n, v in (line.split() for line in r.stdout.splitlines())}
+
+    assert run() == {"i386_keyctl": "EPERM", "i386_unshare_user": "EPERM",
+                     "x32_unshare_user": "EPERM"}
+    free = run("--security-opt", "seccomp=unconfined")
+    assert free["i386_keyctl"] == "ok" and free["i386_unshare_user"] == "ok", free
+
+
 def test_unconfined_lets_the_kernel_answer(pod_env: PodEnv, probe: Path) -> None:
     pod = pod_env.create()
     status = pod_env.run("join", "--security-opt", "seccomp=unconfined", pod, "--",

@@ -1,4 +1,4 @@
-"""The lab, the benchmark's make targets, the help (no root needed)."""
+"""The lab, setup's and the benchmark's make targets, the help (no root needed)."""
 
 import os
 import shutil
@@ -10,21 +10,71 @@ import pytest
 from conftest import NSPOD, REPO
 
 
+def make_with_stubs(tmp_path: Path, target: str, uid: int = 0,
+                    *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Runs `make TARGET` for real, with apt-get, dpkg-query, sudo, systemctl, vagrant,
+    id and the venv's python replaced by stubs that log their argv (nothing reaches the
+    host's packages or services); returns make's result and the log.
+
+    dpkg-query finds nothing installed, so `make apt` installs its whole list.
+    """
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "calls"
+    log.write_text("")
+    for name in ("apt-get", "vagrant", "python", "systemctl"):
+        stub = bin_dir / name
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n')
+        stub.chmod(0o755)
+    stubs = {
+        "sudo": f'#!/bin/sh\necho "sudo $*" >> {log}\nexec "$@"\n',
+        "id": f"#!/bin/sh\necho {uid}\n",
+        "dpkg-query": "#!/bin/sh\nexit 1\n",
+    }
+    for name, text in stubs.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    r = subprocess.run(["make", "--no-print-directory", target, f"PY={bin_dir / 'python'}",
+                        *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    return r, log.read_text().splitlines()
+
+
+def apt_packages() -> list[str]:
+    r = subprocess.run(["make", "--no-print-directory", "-s", "-f", "Makefile", "-f", "-",
+                        "print-apt"], cwd=REPO, input="print-apt:\n\t@echo $(APT_PACKAGES)\n",
+                       capture_output=True, text=True)
+    return r.stdout.split()
+
+
+def test_setup_as_root_needs_no_sudo(tmp_path: Path) -> None:
+    r, calls = make_with_stubs(tmp_path, "apt", 0)
+    assert r.returncode == 0, r.stderr
+    assert calls == ["apt-get update -q",
+                     "apt-get install -y -q --no-install-recommends " + " ".join(apt_packages()),
+                     "systemctl disable --now docker-registry.service"]
+
+
+def test_setup_as_a_user_goes_through_sudo(tmp_path: Path) -> None:
+    r, calls = make_with_stubs(tmp_path, "apt", 1000)
+    assert r.returncode == 0, r.stderr
+    install = "apt-get install -y -q --no-install-recommends " + " ".join(apt_packages())
+    off = "systemctl disable --now docker-registry.service"
+    assert calls == ["sudo apt-get update -q", "apt-get update -q", "sudo " + install, install,
+                     "sudo " + off, off]
+
+
 def make_n(target: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`make -n`: the recipe, not run (no "Entering directory" under a parent make)."""
     return subprocess.run(["make", "-n", "--no-print-directory", target, *args], cwd=REPO,
                           capture_output=True, text=True)
 
 
-def test_vm_test_and_bench_targets_resolve() -> None:
-    r = make_n("vm-test")
-    assert r.returncode == 0 and "tools/lab test" in r.stdout
-    r = make_n("bench")
-    assert r.returncode == 0 and "bench/bench.py" in r.stdout
+def test_vm_targets_run_the_lab_runner(tmp_path: Path) -> None:
+    assert "tools/lab test" in make_n("vm-test").stdout
     assert "tools/lab destroy" in make_n("vm-destroy").stdout
     assert "tools/lab-box bookworm" in make_n("lab-box").stdout
-    r = make_n("lab-box", "DIST=trixie")
-    assert "tools/lab-box trixie" in r.stdout
+    assert "tools/lab-box trixie" in make_n("lab-box", "DIST=trixie").stdout
 
 
 def test_the_lab_is_not_part_of_the_default_run() -> None:
@@ -51,9 +101,21 @@ def test_box_recipe_and_runner_are_valid() -> None:
                  "sudo make setup", "sudo make test", "NSPOD_LAB_ACCEL"):
         assert need in runner, need
     # the box installs exactly what `make setup` would
-    r = subprocess.run(["make", "-s", "print-apt-packages"], cwd=REPO, capture_output=True,
-                       text=True)
-    assert r.returncode == 0 and "nftables" in r.stdout.split()
+    r = subprocess.run(["make", "-s", "--no-print-directory", "print-apt-packages"], cwd=REPO,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.split() == apt_packages()
+
+
+def test_setup_repairs_a_venv_a_failed_setup_left(tmp_path: Path) -> None:
+    """A venv made before pip/setuptools were upgraded is finished by the next setup."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)  # made, never upgraded
+    r = make_n("venv", f"VENV={venv}")
+    assert r.returncode == 0 and "--upgrade pip setuptools" in r.stdout
+    (venv / ".nspod-ready").touch()  # the upgrade went through
+    r = make_n("venv", f"VENV={venv}")
+    assert r.returncode == 0 and "--upgrade pip setuptools" not in r.stdout
 
 
 def test_vagrantfile_validates() -> None:
@@ -82,19 +144,18 @@ def test_every_verb_has_help_from_the_command_line() -> None:
     assert r.returncode == 0 and r.stdout.startswith("nspod ")
 
 
-def test_bench_setup_and_lab_setup_are_not_part_of_setup() -> None:
+def test_bench_setup_and_lab_setup_are_not_part_of_setup(tmp_path: Path) -> None:
     # the comparison tools and vagrant are not needed to run nspod
-    setup = make_n("setup")
-    assert setup.returncode == 0
-    recipe = setup.stdout.replace(str(REPO), "REPO")  # the lab's checkout is ~vagrant/nspod
-    for tool in ("podman", "catatonit", "tini", "vagrant", "qemu", "matplotlib"):
-        assert tool not in recipe, tool
-    bench_setup = make_n("bench-setup")
-    assert bench_setup.returncode == 0
-    assert all(t in bench_setup.stdout for t in ("podman", "catatonit", "tini", "matplotlib"))
-    lab_setup = make_n("lab-setup")
-    assert lab_setup.returncode == 0
-    assert all(t in lab_setup.stdout for t in ("debootstrap", "qemu-system-x86", "qemu-utils"))
+    for tool in ("podman", "catatonit", "tini", "vagrant", "matplotlib"):
+        assert tool not in apt_packages(), tool
+    r, calls = make_with_stubs(tmp_path, "bench-setup", 0, "-o", "setup")
+    assert r.returncode == 0, r.stderr
+    assert calls == ["apt-get install -y -q --no-install-recommends podman runc catatonit tini",
+                     "python -m pip install -q matplotlib"]
+    r, calls = make_with_stubs(tmp_path, "lab-setup", 0)
+    assert r.returncode == 0, r.stderr
+    assert calls == ["apt-get install -y -q --no-install-recommends debootstrap "
+                     "qemu-system-x86 qemu-utils e2fsprogs openssh-client rsync"]
 
 
 def test_every_option_of_every_verb_says_what_it_does() -> None:
@@ -119,23 +180,3 @@ def test_unknown_verb_and_no_verb_are_usage_errors() -> None:
     assert r.returncode == 2 and r.stderr.startswith("usage: nspod")
     r = subprocess.run([str(NSPOD), "join", "--help"], capture_output=True, text=True)
     assert "126" in r.stdout and "127" in r.stdout and "128+N" in r.stdout
-
-
-def test_setup_repairs_a_venv_a_failed_setup_left(tmp_path: Path) -> None:
-    """A venv made before pip/setuptools were upgraded is finished by the next setup."""
-    venv = tmp_path / "venv"
-    (venv / "bin").mkdir(parents=True)
-    (venv / "bin" / "python").symlink_to(sys.executable)  # made, never upgraded
-    r = make_n("venv", f"VENV={venv}")
-    assert r.returncode == 0 and "--upgrade pip setuptools" in r.stdout
-    (venv / ".nspod-ready").touch()  # the upgrade went through
-    r = make_n("venv", f"VENV={venv}")
-    assert r.returncode == 0 and "--upgrade pip setuptools" not in r.stdout
-
-
-def test_setup_needs_no_sudo_as_root() -> None:
-    """In a root shell (CI, a fresh VM) setup runs without sudo, which may be missing."""
-    if os.geteuid() != 0:
-        pytest.skip("as root only")
-    r = make_n("setup")
-    assert r.returncode == 0 and "sudo " not in r.stdout
