@@ -9,7 +9,7 @@ APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev libseccomp-d
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup apt venv build install install-locked uninstall test unit integration demo bench bench-setup lint rootfs clean \
-	vm-test vm-destroy vm-up vm-ssh lab-setup lab-box print-apt-packages
+	vm-test vm-reboot-test vm-destroy vm-up vm-ssh lab-setup lab-box print-apt-packages
 
 setup: apt venv build rootfs
 
@@ -134,6 +134,19 @@ vm-test:
 
 vm-ssh:
 	tools/lab ssh
+
+# Issue 19's reboot test: a pod with a --restart always member and a published
+# port, the boot unit enabled, a real reboot (vagrant reload), the port answers.
+vm-reboot-test:
+	vagrant up
+	vagrant rsync
+	vagrant ssh -c 'cd ~/nspod && sudo make setup && \
+		sed "s|/usr/local/bin/nspod|$$HOME/nspod/.venv/bin/nspod|" tools/nspod-restart.service | \
+		sudo tee /etc/systemd/system/nspod-restart.service >/dev/null && \
+		sudo systemctl daemon-reload && sudo systemctl enable nspod-restart.service && \
+		sudo tools/reboot-check before'
+	vagrant reload
+	vagrant ssh -c 'cd ~/nspod && sudo tools/reboot-check after'
 
 vm-destroy:
 	tools/lab destroy

@@ -41,6 +41,7 @@ try:  # the networking figures plug in from beside this file (issue 4)
 except ImportError:  # pragma: no cover - before networking was merged
     net_bench = None  # type: ignore[assignment]
 import image_bench  # noqa: E402 - the image figures (issue 15)
+import lifecycle_bench  # noqa: E402
 
 # names of this run's own (another session's bench on the machine keeps to its own)
 BRIDGE, SUBNET, TABLE = f"nsbench{os.getpid() % 100000}", "10.198.0.0/16", \
@@ -57,12 +58,15 @@ def world() -> Iterator[dict[str, str]]:
     # under /run, a tmpfs, like nspod's default root /run/nspod
     root = tempfile.mkdtemp(prefix=ROOT_PREFIX, dir="/run" if os.path.isdir("/run") else None)
     Path(root, "bench.owner").write_text(f"{os.getpid()}\n")
+    # what outlives a reboot goes to disk, as /var/lib/nspod does
+    storage = tempfile.mkdtemp(prefix=ROOT_PREFIX, dir="/var/tmp")
     env = dict(os.environ, NSPOD_ROOT=root, NSPOD_BRIDGE=BRIDGE, NSPOD_SUBNET=SUBNET,
-               NSPOD_NFT_TABLE=TABLE)
+               NSPOD_NFT_TABLE=TABLE, NSPOD_STORAGE=storage)
     try:
         yield env
     finally:
         remove_root(Path(root), env)
+        shutil.rmtree(storage, ignore_errors=True)
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
         subprocess.run(["nft", "delete", "table", "ip", TABLE], capture_output=True)
 
@@ -713,6 +717,16 @@ def report(r: dict[str, float]) -> str:
         row("  unreclaimable slab", r["scale_unreclaimable_slab_kb"] / 1024, "MB",
             f"{r['scale_unreclaimable_slab_kb_before'] / 1024:.0f} MB before")
     row("stop, 10 members exiting on TERM", r.get("stop_10_members_ms"), "ms")
+    lc = ratio("join_d_restart_ms", "join_d_ms")
+    row("join -d POD -- sleep", r.get("join_d_ms"), "ms")
+    row("join -d --restart always", r.get("join_d_restart_ms"), "ms",
+        f"{lc:.2f}x join -d" if lc else "", f"<= 1.1x join -d: {verdict(lc, 1.1)}")
+    row("join -d --health-cmd", r.get("join_d_health_ms"), "ms",
+        rel("join_d_health_ms", "join_d_ms", "{}x join -d"))
+    row("monitor RSS (per pod that asks)", r.get("monitor_rss_kb"), "kB",
+        f"anon {r['monitor_anon_kb']:.0f} kB" if "monitor_anon_kb" in r else "")
+    row("runs of a failing member in 10 s", r.get("restarts_10s_nspod"), "",
+        f"podman {r['restarts_10s_podman']:.0f}" if "restarts_10s_podman" in r else "")
     row(f"gc, {int(r.get('gc_dead_pods', 0))} dead pods", r.get("gc_ms"), "ms")
     widths = [max(len(x[i]) for x in rows) for i in range(4)]
     head = ("figure (median)", "value", "ratio", "target")
@@ -720,6 +734,11 @@ def report(r: dict[str, float]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)).rstrip()
              for x in (head, tuple("-" * w for w in widths), *rows)]
     return "\n".join(lines)
+
+
+def _in_world(fn: Callable[[dict[str, str]], dict[str, float]]) -> dict[str, float]:
+    with world() as env:
+        return fn(env)
 
 
 def _raise_interrupt(signum: int, _frame: object) -> None:
@@ -757,6 +776,7 @@ def targets(r: dict[str, float]) -> dict[str, dict[str, object]]:
             ratio = r[num] / r[den]
             out[name] = {"ratio": round(ratio, 3), "pass": ratio <= limit}
     out.update(image_bench.targets(r))
+    out.update(lifecycle_bench.targets(r))
     if "join_ms" in r and "join_unconfined_ms" in r:
         added = r["join_ms"] - r["join_unconfined_ms"]
         out["seccomp filter adds <= 1 ms to join"] = {"value": round(added, 3),
@@ -824,6 +844,13 @@ def main() -> int:
         ("stop", "" if supports("join", "--detach") else "no join -d (issue 6)",
          lambda: bench_stop(min(runs, 5))),
         ("gc", "" if supports("gc") else "no nspod gc (issue 6)", lambda: bench_gc(dead)),
+        ("lifecycle", "" if supports("join", "--restart") else "no --restart (issue 19)",
+         lambda: _in_world(lambda env: lifecycle_bench.bench_lifecycle(
+             nspod, timed, interleaved, smaps, env, NSPOD, runs))),
+        ("backoff", "" if supports("join", "--restart") and not args.quick
+         else "no --restart (issue 19) or --quick",
+         lambda: _in_world(lambda env: lifecycle_bench.bench_backoff(
+             nspod, env, str(REPO / "tests" / "rootfs"), USE_PODMAN))),
     ]
     if args.scale_only:
         steps = []

@@ -16,6 +16,16 @@
  * capability in any set, no_new_privs, and its root and cwd an empty
  * read-only tmpfs attached nowhere, so /proc/PID/{root,cwd,mountinfo} of
  * the logger show nothing of the host, even to a member with SYS_PTRACE.
+ *
+ * Rotation: with "-s MAX NAME" and the log's directory on fd 5, an entry
+ * that would take the file NAME past MAX bytes first renames NAME to
+ * NAME.1 (replacing the one before) and starts a new NAME: each file stays
+ * within MAX (an entry is at most 16 kB and a header), so the log takes at
+ * most twice MAX on disk.  An entry is one writev() to an O_APPEND file: it
+ * lands whole in one file, never split by a rotation or mixed with the
+ * entries of another logger of the same member (an earlier run draining).
+ * The directory's fd is all the rotation needs: renameat() and openat()
+ * relative to it work from the logger's empty root, with no capability.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,12 +34,20 @@
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LINE_MAX_BYTES 16384
+#define DIR_FD 5
+
+static unsigned long long max_size;	/* 0: no rotation */
+static const char *log_name;
+static char rotated_name[4096];
 
 #ifndef SYS_fsopen
 #define SYS_fsopen 430
@@ -52,27 +70,81 @@ struct stream {
 	size_t len;
 };
 
-/* Writes all of buf to fd, retrying on EINTR and short writes. */
-static int write_all(int fd, const char *buf, size_t len)
+/*
+ * Writes the iovecs to fd whole: one writev() (atomic for an O_APPEND
+ * file), then, after a short write (a full disk), what is left.
+ */
+static int write_iov(int fd, struct iovec *iov, int cnt)
 {
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
+	while (cnt > 0) {
+		ssize_t n = writev(fd, iov, cnt);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -1;
 		}
-		buf += n;
-		len -= (size_t)n;
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
 	}
 	return 0;
+}
+
+/* Makes fd 1 the file NAME again, if another logger of the member rotated it. */
+static void follow_rename(void)
+{
+	struct stat mine, named;
+	int fd;
+
+	if (fstat(STDOUT_FILENO, &mine) < 0)
+		return;
+	if (fstatat(DIR_FD, log_name, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    named.st_ino == mine.st_ino && named.st_dev == mine.st_dev)
+		return;
+	fd = openat(DIR_FD, log_name, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return;
+	dup2(fd, STDOUT_FILENO);
+	close(fd);
+}
+
+/*
+ * Before an entry of len bytes: rotates when it would take the file past
+ * max_size.  Best effort: a rotation that fails leaves the entry appended.
+ */
+static void make_room(size_t len)
+{
+	struct stat st;
+	int fd;
+
+	if (!max_size || fstat(STDOUT_FILENO, &st) < 0 ||
+	    (unsigned long long)st.st_size + len <= max_size)
+		return;
+	follow_rename();
+	if (fstat(STDOUT_FILENO, &st) < 0 || st.st_size == 0 ||
+	    (unsigned long long)st.st_size + len <= max_size)
+		return;
+	if (renameat(DIR_FD, log_name, DIR_FD, rotated_name) < 0)
+		return;
+	fd = openat(DIR_FD, log_name, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return;
+	dup2(fd, STDOUT_FILENO);
+	close(fd);
 }
 
 /* Emits one log entry: timestamp, stream, tag and the bytes of a line. */
 static void emit(const struct stream *s, const char *line, size_t len, char tag)
 {
 	char head[96];
+	struct iovec iov[3];
 	struct timespec now;
 	struct tm tm;
 	size_t n;
@@ -82,9 +154,14 @@ static void emit(const struct stream *s, const char *line, size_t len, char tag)
 	n = strftime(head, sizeof(head), "%Y-%m-%dT%H:%M:%S", &tm);
 	n += (size_t)snprintf(head + n, sizeof(head) - n, ".%09ldZ %s %c ",
 			      now.tv_nsec, s->name, tag);
-	write_all(STDOUT_FILENO, head, n);
-	write_all(STDOUT_FILENO, line, len);
-	write_all(STDOUT_FILENO, "\n", 1);
+	iov[0].iov_base = head;
+	iov[0].iov_len = n;
+	iov[1].iov_base = (void *)line;
+	iov[1].iov_len = len;
+	iov[2].iov_base = "\n";
+	iov[2].iov_len = 1;
+	make_room(n + len + 1);
+	write_iov(STDOUT_FILENO, iov, 3);
 }
 
 /* Emits every complete line in the buffer; keeps the rest. */
@@ -153,7 +230,8 @@ static int empty_root(void)
 
 /*
  * Gives up every right: the logger only reads two pipes and writes one
- * file, all already open.  Fatal on failure: a logger members could reach
+ * file, all already open (and, to rotate, renames and creates that file in
+ * its directory, open on fd 5).  Fatal on failure: a logger members could reach
  * must not run at all.
  */
 static void drop_rights(void)
@@ -173,7 +251,7 @@ static void drop_rights(void)
 		exit(125);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	static struct stream out = { .fd = 0, .name = "stdout" };
 	static struct stream err = { .fd = 3, .name = "stderr" };
@@ -185,6 +263,13 @@ int main(void)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
 	drop_rights();
+	if (argc == 4 && strcmp(argv[1], "-s") == 0 && !strchr(argv[3], '/') &&
+	    strlen(argv[3]) + 3 < sizeof(rotated_name)) {
+		max_size = strtoull(argv[2], NULL, 10);
+		log_name = argv[3];
+		strcpy(rotated_name, log_name);
+		strcat(rotated_name, ".1");
+	}
 	while (out.fd >= 0 || err.fd >= 0) {
 		pfd[0].fd = out.fd;
 		pfd[0].events = POLLIN;

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import sys
 
-from nspod import __version__, imagecli, kube, netverbs, verbs
+from nspod import __version__, imagecli, kube, lifecycle_cli, netverbs, verbs
 from nspod.args import parse, usage
 from nspod.errors import FAILED, USAGE, NotRoot, NspodError, UsageError, os_reason
 from nspod.handlers import DEFAULT_ROOT
 
-TABLES = (verbs.VERBS, imagecli.VERBS, netverbs.VERBS, kube.VERBS)
+TABLES = (verbs.VERBS, imagecli.VERBS, netverbs.VERBS, kube.VERBS, lifecycle_cli.VERBS)
 VERBS = {v.name: v for table in TABLES for v in table}
 
 GLOBAL_HELP = """\
@@ -39,7 +39,7 @@ Run 'nspod VERB --help' for a verb's options and exit codes."""
 
 
 def _global_help() -> str:
-    listing = "\n".join(f"  {v.name:<10} {v.summary}" for v in VERBS.values())
+    listing = "\n".join(f"  {v.name:<11} {v.summary}" for v in VERBS.values())
     return GLOBAL_HELP.format(verbs=listing, root=DEFAULT_ROOT)
 
 

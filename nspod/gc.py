@@ -9,7 +9,7 @@ import contextlib
 import os
 import time
 
-from nspod import cgroups, pausectl, pins, podnet
+from nspod import cgroups, pausectl, persist, pins, podnet
 from nspod.errors import DamagedRecord, NoSuchPod, NspodError
 from nspod.lean import proc_start
 from nspod.poddir import (
@@ -114,6 +114,9 @@ def gc(store: Store) -> list[str]:
                 continue
             for pid in pauses_of(pdir, tags):
                 pausectl.kill_and_forget(pid)
+            from nspod import monitor
+
+            monitor.kill_all(pdir)
             unmount_all(store, pdir)
             dead.append((name, pdir, rec))
         # 2. their network, in batches: the kernel's costs are per call
@@ -124,6 +127,7 @@ def gc(store: Store) -> list[str]:
         for name, pdir, rec in dead:
             with contextlib.suppress(NspodError):
                 cgroups.remove(cgroup_dirs(store, rec, name))
+            persist.forget_dead(store, name)
             remove_tree(pdir)
             removed.append(name)
     # cgroups and pins of pods whose directory is gone (a create killed before it

@@ -86,12 +86,15 @@ def cmd_join(a: Parsed, root: str | None) -> int:
         raise UsageError("join: -i needs -t (without -t, stdin is always passed)")
     if a.detach and a.tty:
         raise UsageError("join: -d and -t do not go together")
+    from nspod.lifecycle_cli import join_extras
+
     spec = member.JoinSpec(pod=a.pod, argv=a.command, env=dict(a.env), cwd=a.workdir,
                            detach=a.detach, name=a.name, tty=a.tty, interactive=a.interactive,
                            security=_security(a), user=a.user, rootfs=a.rootfs,
                            volumes=tuple(a.volume), read_only=a.read_only,
                            mix_roots=a.mix_roots,
-                           seccomp=_seccomp(a), image=a.image, pull=a.pull)
+                           seccomp=_seccomp(a), image=a.image, pull=a.pull,
+                           **join_extras(a))
     if a.image and a.rootfs:
         raise UsageError("join: --image and --rootfs do not go together")
     name, code = member.join(state_root(root), spec)
@@ -107,9 +110,12 @@ def cmd_ps(a: Parsed, root: str | None) -> int:
     if a.json:
         print(render.to_json(members))
         return 0
-    rows = [("NAME", "PID", "POD PID", "STATE", "STARTED", "FINISHED", "COMMAND")]
+    rows = [("NAME", "PID", "POD PID", "STATE", "RESTARTS", "STARTED", "FINISHED", "COMMAND")]
     for m in members:
-        rows.append((m["name"], str(m["pid"]), str(m["pod_pid"]), m["state"],
+        state = m["state"]
+        if m.get("health") and state == "running":
+            state += f" ({m['health']})"
+        rows.append((m["name"], str(m["pid"]), str(m["pod_pid"]), state, str(m["restarts"]),
                      render.clock(m["started"]), render.clock(m["finished"]),
                      " ".join(m["command"])))
     print(render.table(rows))
@@ -117,21 +123,21 @@ def cmd_ps(a: Parsed, root: str | None) -> int:
 
 
 def cmd_logs(a: Parsed, root: str | None) -> int:
-    from nspod import memberctl
+    from nspod import logread
 
     def out(stream: str, data: bytes) -> None:
         f = sys.stderr if stream == "stderr" else sys.stdout
         f.flush()
         os.write(f.fileno(), data)
 
-    memberctl.logs(state_root(root), a.pod, a.name, a.follow, a.tail, a.timestamps, out)
+    logread.logs(state_root(root), a.pod, a.name, a.follow, a.tail, a.timestamps, out, a.since)
     return 0
 
 
 def cmd_start(a: Parsed, root: str | None) -> int:
-    from nspod import pod
+    from nspod.lifecycle_cli import start
 
-    return _each(a, root, pod.start_pod)
+    return start(a, _store(root))
 
 
 def cmd_restart(a: Parsed, root: str | None) -> int:
@@ -239,9 +245,11 @@ def cmd_ls(a: Parsed, root: str | None) -> int:
 
 def cmd_inspect(a: Parsed, root: str | None) -> int:
     from nspod import gc, render
+    from nspod.health import members_view
 
     store = _store(root)
-    print(render.to_json([_view(store, gc.get(store, n)) for n in a.pod]))
+    print(render.to_json([{**_view(store, rec), "members": members_view(store.root, rec.name)}
+                          for rec in (gc.get(store, n) for n in a.pod)]))
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import _signal as signal  # not `signal`: it imports enum, ~8 ms
 import os
 import select
+import stat  # os imports it already
 import time
 
 from nspod import lean, records, spawn
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LOG_MAX_SIZE = 10 << 20  # a detached member's log: this, plus one rotated file of it
 
 
 class Pod:
@@ -71,7 +73,7 @@ def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
 class JoinSpec:
     __slots__ = ("pod", "argv", "env", "cwd", "detach", "name", "tty", "interactive",
                  "security", "user", "rootfs", "volumes", "read_only", "mix_roots",
-                 "seccomp", "image", "pull")
+                 "seccomp", "image", "pull", "restart", "health", "carry", "log_max_size")
 
     def __init__(
         self,
@@ -92,6 +94,10 @@ class JoinSpec:
         seccomp: str | None = None,  # "unconfined" or a profile's path; None: the pod's
         image: str | None = None,  # run in an overlay of this image (overrides the pod's)
         pull: str = "missing",  # when to pull image: always | missing | never
+        restart: str = "no",  # policy.parse_restart (runspec.py: what a run needs again)
+        health: dict[str, Any] | None = None,  # policy.health_spec
+        carry: dict[str, Any] | None = None,  # a restart: fields kept from the run before
+        log_max_size: int = LOG_MAX_SIZE,  # 0: unbounded
     ) -> None:
         self.pod = pod
         self.argv = argv
@@ -108,6 +114,10 @@ class JoinSpec:
         self.read_only = read_only
         self.mix_roots = mix_roots
         self.seccomp = seccomp
+        self.restart = restart
+        self.health = health
+        self.carry = carry
+        self.log_max_size = log_max_size
         self.image = image
         self.pull = pull
 
@@ -211,18 +221,16 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             raise
     records = os.open(pod.path("exits"),
                       os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    log_fd = -1
+    log_fd = log_dir = -1
     master = slave = -1
     piped = None
     try:
         if spec.detach:
             os.makedirs(pod.path("logs"), exist_ok=True)
-            logs = os.open(pod.path("logs"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                           | os.O_CLOEXEC)
-            try:
-                log_fd = _create(f"{name}.log", 0o640, logs)
-            finally:
-                os.close(logs)
+            # kept open: the logger rotates the log in it (csrc/logger.c)
+            log_dir = os.open(pod.path("logs"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                              | os.O_CLOEXEC)
+            log_fd = _open_log(f"{name}.log", log_dir, append=spec.carry is not None)
         if spec.tty:
             master, slave = os.openpty()
         elif not spec.detach and (os.isatty(0) or os.isatty(1) or os.isatty(2)):
@@ -248,6 +256,9 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             seccomp=seccomp,
             stdio=tuple(piped.stdio) if piped is not None else None,  # type: ignore[arg-type]
             keep_fds=cgroup_fds,
+            log_dir_fd=log_dir,
+            log_name=f"{name}.log",
+            log_max=spec.log_max_size,
         )
         terminal = None
         if spec.tty:
@@ -268,6 +279,10 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 "logger_pid": logger_pid, "started": started, "detached": spec.detach,
                 "tty": spec.tty, "image": img.id if img is not None else None,
             }
+            if spec.detach:
+                from nspod.runspec import record_fields
+
+                rec.update(record_fields(spec))
             lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec), sync=False)
 
         # A signal for the command may come as soon as it runs, before
@@ -289,6 +304,10 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                     os.close(fd)
             if spec.detach:
                 os.close(member.pidfd)
+                if spec.restart != "no" or spec.health:
+                    from nspod.runspec import supervise
+
+                    supervise(pod.dir, spec)
                 return name, 0
             try:
                 relay = terminal.relay if terminal else piped.relay if piped else None
@@ -302,8 +321,9 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, spawn.FORWARDED)
     finally:
         os.close(records)
-        if log_fd >= 0:
-            os.close(log_fd)
+        for fd in (log_fd, log_dir):
+            if fd >= 0:
+                os.close(fd)
         if master >= 0:
             os.close(master)
         if piped is not None:
@@ -403,6 +423,27 @@ def _create(path: str, mode: int, dir_fd: int | None = None) -> int:
     return os.open(path, flags, mode, dir_fd=dir_fd)
 
 
+def _open_log(name: str, logs: int, append: bool) -> int:
+    """A new member's log, new (the rotated one before it removed); a member run
+    again (restart, start) appends to its regular file, never through a link."""
+    if append:
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=logs)
+        except (FileNotFoundError, OSError):
+            fd = -1
+        if fd >= 0:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                return fd
+            os.close(fd)
+        return _create(name, 0o640, logs)
+    try:
+        os.unlink(f"{name}.1", dir_fd=logs)
+    except FileNotFoundError:
+        pass
+    return _create(name, 0o640, logs)
+
+
 def _oom_kills(pod: Pod) -> int | None:
     from nspod import cgroups
 
@@ -475,8 +516,16 @@ def member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
 
 
 def _member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
+    status, finished = run_status(pod, rec)
+    if status is None:
+        return "running", None
+    return describe_status(status), finished
+
+
+def run_status(pod: Pod, rec: dict[str, Any]) -> tuple[int | None, float | None]:
+    """(wait status, end time) of the member's current run; (None, None) while it runs."""
     if "status" in rec:
-        return describe_status(rec["status"]), rec.get("finished")
+        return rec["status"], rec.get("finished")
     try:
         fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -487,12 +536,12 @@ def _member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
         finally:
             os.close(fd)
         if got is not None:
-            return describe_status(got[0]), got[1]
+            return got
     if rec.get("host_pid") and lean.proc_start(rec["host_pid"]) == rec.get("pid_start"):
-        return "running", None
+        return None, None
     # Gone with no record: the pod died under it (the kernel SIGKILLs a PID
     # namespace whose init dies) or the member never started.
-    return describe_status(signal.SIGKILL), pod.rec.get("finished")
+    return int(signal.SIGKILL), pod.rec.get("finished") or time.time()
 
 
 def describe_status(status: int) -> str:

@@ -1,27 +1,27 @@
-"""The verbs on members already started: ps, logs, kill.
+"""The verbs on members already started: ps, kill (logs: logread.py).
 
     ROOT/pods/POD/members/NAME.json   one record per member started by join
-    ROOT/pods/POD/logs/NAME.log       a detached member's output (CRI format)
 """
 
 from __future__ import annotations
 
 import _signal as signal  # not `signal`: it imports enum, ~8 ms
 import os
-import time
 
-from nspod import lean, spawn
+from nspod import lean
 from nspod.errors import NspodError, os_reason
-from nspod.member import Pod, member_records, member_state, read_member
+from nspod.member import Pod, describe_status, member_records, member_state, read_member
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
 
 def ps(root: str, pod_name: str) -> list[dict[str, Any]]:
+    from nspod import monitor
+
     pod = Pod(root, pod_name)
+    monitor.ensure_for(pod)
     out = []
     for rec, _ in member_records(pod):
         if "pod_pid" not in rec:
@@ -36,7 +36,15 @@ def ps(root: str, pod_name: str) -> list[dict[str, Any]]:
             "detached": rec.get("detached", False),
             "started": rec["started"],
             "finished": finished,
+            "restart": rec.get("restart", "no"),
+            "restarts": rec.get("restarts", 0),
+            "last_status": (describe_status(rec["last_status"])
+                            if rec.get("last_status") is not None else None),
         })
+        if rec.get("health"):
+            from nspod import health
+
+            out[-1]["health"] = health.status(pod, rec)
     out.sort(key=lambda m: m["started"])
     return out
 
@@ -50,97 +58,6 @@ def find_member(pod: Pod, name: str) -> dict[str, Any]:
     if rec is None:
         raise NspodError(f'pod "{pod.name}": no member "{name}"')
     return rec
-
-
-# -- logs -------------------------------------------------------------------------
-
-
-def logs(
-    root: str,
-    pod_name: str,
-    name: str,
-    follow: bool,
-    tail: int | None,
-    timestamps: bool,
-    out: Callable[[str, bytes], None],
-) -> None:
-    """Writes the member's log: out('stdout' | 'stderr', bytes)."""
-    pod = Pod(root, pod_name)
-    rec = find_member(pod, name)
-    if not rec.get("detached"):
-        raise NspodError(
-            f'logs: member "{name}" ran in the foreground: its output went to its terminal')
-    path = pod.path("logs", f"{name}.log")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NspodError(f'logs: no log for member "{name}"') from None
-    except OSError as e:
-        raise NspodError(f'logs: member "{name}": {os_reason(e)}') from e
-    try:
-        data = b""
-        while chunk := os.read(fd, 1 << 20):
-            data += chunk
-        lines, rest = _split(data)
-        if tail is not None:
-            lines = lines[-tail:] if tail > 0 else []
-        for line in lines:
-            _emit(line, timestamps, out)
-        if not follow:
-            return
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if chunk:
-                lines, rest = _split(rest + chunk)
-                for line in lines:
-                    _emit(line, timestamps, out)
-                continue
-            if _logger_done(pod, rec):
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    return
-                rest += chunk
-                continue
-            time.sleep(0.05)
-    finally:
-        os.close(fd)
-
-
-def _logger_done(pod: Pod, rec: dict[str, Any]) -> bool:
-    """The logger exits once every writer of the member's output is gone."""
-    if not pod.pause_alive():
-        return True
-    lp = rec.get("logger_pid", 0)
-    if not lp:
-        return member_state(pod, rec)[0] != "running"
-    try:
-        fd = os.open(pod.path("exits"),
-                     os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    try:
-        return spawn.read_exit_record(fd, lp) is not None
-    finally:
-        os.close(fd)
-
-
-def _split(data: bytes) -> tuple[list[bytes], bytes]:
-    *lines, rest = data.split(b"\n")
-    return lines, rest
-
-
-def _emit(line: bytes, timestamps: bool, out: Callable[[str, bytes], None]) -> None:
-    """One CRI log line: TIME STREAM F|P CONTENT."""
-    parts = line.split(b" ", 3)
-    if len(parts) < 3:
-        return
-    ts, stream, tag = parts[0], parts[1].decode(), parts[2]
-    content = parts[3] if len(parts) == 4 else b""
-    if tag == b"F":
-        content += b"\n"
-    if timestamps:
-        content = ts + b" " + content
-    out(stream, content)
 
 
 # -- kill -------------------------------------------------------------------------
@@ -163,9 +80,30 @@ def parse_signal(text: str) -> int:
     return int(sig)
 
 
+STOPPING_SIGNALS = (2, 3, 9, 15)  # INT, QUIT, KILL, TERM: a kill that means "stay down"
+
+
 def kill_member(root: str, pod_name: str, name: str, sig: int) -> None:
     pod = Pod(root, pod_name)
     rec = find_member(pod, name)
+    if rec.get("restart", "no") != "no" and sig in STOPPING_SIGNALS:
+        # under the pod's lock, which the monitor holds to restart: the run is
+        # marked before it gets the signal, so its end is not restarted
+        from nspod import monitor, persist
+
+        with monitor.pod_lock(pod.dir):
+            rec = find_member(pod, name)
+            if member_state(pod, rec)[0] == "running":
+                rec["user_stopped"] = True
+                lean.write_atomic(pod.path("members", f"{name}.json"), lean.dumps(rec),
+                                  sync=False)
+                persist.save_member(pod.dir, rec)  # unless-stopped stays down after a reboot
+            _kill_run(pod, name, rec, sig)
+        return
+    _kill_run(pod, name, rec, sig)
+
+
+def _kill_run(pod: Pod, name: str, rec: dict[str, Any], sig: int) -> None:
     if member_state(pod, rec)[0] != "running":
         raise NspodError(f'kill: member "{name}" is not running')
     try:

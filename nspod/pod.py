@@ -147,6 +147,10 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
         _launch(store, rec, undo)
         store.save(rec)
         checkpoint("record")
+        from nspod import persist
+
+        persist.save_pod(store, rec, "running")
+        undo.callback(persist.forget, store, name)
         undo.pop_all()
     return rec
 
@@ -235,6 +239,7 @@ def start_pod(store: Store, name: str) -> PodRecord:
         rec = store.load(name)
         if rec.state == "running" and rec.pause.alive():
             raise NspodError(f'start pod "{name}": pod is already running')
+        pdir = store.pod_dir(name)
         pins.forget(store, name)
         with contextlib.ExitStack() as undo:
             if rec.spec.get("net", "bridge") == "bridge" and not rec.net.get("ip"):
@@ -242,7 +247,11 @@ def start_pod(store: Store, name: str) -> PodRecord:
             _launch(store, rec, undo)
             store.save(rec)
             undo.pop_all()
-        return rec
+    from nspod import monitor, persist
+
+    persist.save_pod(store, rec, "running")
+    monitor.on_start(pdir)  # the members stop ended, and their monitor
+    return rec
 
 
 def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
@@ -251,6 +260,9 @@ def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
         rec = store.load(name)
         pdir = store.pod_dir(name)
         if rec.state == "running" and rec.pause.alive():
+            from nspod import monitor
+
+            monitor.on_stop(pdir)  # no restart once stop holds the lock
             procs.stop_all(rec, timeout)
         pins.forget(store, name)
         forget_pause(pdir)
@@ -265,6 +277,9 @@ def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
             rec.state = "stopped"
             rec.finished = time.time()
         store.save(rec)
+        from nspod import persist
+
+        persist.save_pod(store, rec, "stopped")  # a user's stop outlives a reboot
         return rec
 
 
@@ -278,11 +293,15 @@ def remove_pod(store: Store, name: str, force: bool, timeout: float = 10.0) -> N
         pdir = store.pod_dir(name)
         if not os.path.exists(os.path.join(pdir, "pod.json")):
             raise NoSuchPod(f'pod "{name}": no such pod')
+        from nspod import monitor, persist
+
+        monitor.kill_all(pdir)
         unmount_all(store, pdir)
         rec = store.load(name)
         podnet.release(store, [(name, rec.net)])
         # before the state: a cgroup still busy leaves the pod for another rm to retry
         cgroups.remove(cgroup_dirs(store, rec, name))
+        persist.forget(store, name)
         remove_tree(pdir)
 
 

@@ -28,6 +28,10 @@ MEMBER = {
     "name": str, "argv": list, "host_pid": int, "pod_pid": int, "pid_start": int,
     "logger_pid": int, "started": _NUMBER, "detached": bool, "tty": bool,
     "oom_kills": (int, type(None)), "status": int, "finished": _MAYBE_NUMBER,
+    # a detached member's, to run it again (runspec.py, monitor.py)
+    "spec": dict, "restart": str, "health": dict, "restarts": int, "backoff": _NUMBER,
+    "last_status": int, "last_finished": _MAYBE_NUMBER, "user_stopped": bool,
+    "pod_stopped": bool, "health_restart": bool,
 }
 MEMBER_REQUIRED = ("name", "argv", "host_pid", "pod_pid", "started")
 

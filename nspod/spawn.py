@@ -37,6 +37,7 @@ FORWARDED = (
 )
 UCRED = struct.Struct("3i")
 TIOCSCTTY = 0x540E
+LOGGER_HIGH_FD = 200  # where the logger's binary and log directory wait to be placed
 
 
 def why(e: BaseException) -> str:
@@ -45,7 +46,8 @@ def why(e: BaseException) -> str:
 
 class MemberSpec:
     __slots__ = ("argv", "env", "cwd", "ns", "prepare", "detach", "log_fd", "tty",
-                 "logger_prepare", "seccomp", "stdio", "keep_fds")
+                 "logger_prepare", "seccomp", "stdio", "keep_fds", "log_dir_fd",
+                 "log_name", "log_max")
 
     def __init__(
         self,
@@ -67,6 +69,9 @@ class MemberSpec:
         stdio: tuple[int, int, int] | None = None,
         # fds prepare uses (the cgroup files): every other one is closed before it
         keep_fds: Sequence[int] = (),
+        log_dir_fd: int = -1,  # the log's directory, for the logger to rotate in
+        log_name: str = "",  # the log's name in it
+        log_max: int = 0,  # rotate past this many bytes (0: never)
     ) -> None:
         self.argv = list(argv)
         self.env = env
@@ -80,6 +85,9 @@ class MemberSpec:
         self.seccomp = seccomp
         self.stdio = stdio
         self.keep_fds = tuple(keep_fds)
+        self.log_dir_fd = log_dir_fd
+        self.log_name = log_name
+        self.log_max = log_max
 
 
 class Member:
@@ -189,7 +197,7 @@ def _member_x(spec: MemberSpec, sock: _socket.socket) -> None:
             err_r, err_w = os.pipe()
             lg = os.fork()
             if lg == 0:
-                _exec_logger(out_r, err_r, spec.log_fd, spec.logger_prepare)
+                _exec_logger(out_r, err_r, spec)
             os.close(out_r)
             os.close(err_r)
             sock.send(b"L%d" % lg)
@@ -201,28 +209,39 @@ def _member_x(spec: MemberSpec, sock: _socket.socket) -> None:
     os._exit(0)
 
 
-def _exec_logger(out_r: int, err_r: int, log_fd: int,
-                 prepare: Callable[[], None] | None) -> None:
+def _exec_logger(out_r: int, err_r: int, spec: MemberSpec) -> None:
     """The logger: in the pod's cgroup, fds 0, 1, 3 only, exec'd from a read-only mount.
 
     It drops everything else itself (csrc/logger.c). Its binary is reached
     through a detached read-only copy of its mount: /proc/PID/exe of the
     logger then cannot be reopened for writing (EROFS), even by a member
-    with SYS_PTRACE.
+    with SYS_PTRACE. With a bound on the log (spec.log_max), the log's
+    directory is its fd 5, to rotate the log in.
     """
     try:
-        if prepare is not None:
-            prepare()
+        if spec.logger_prepare is not None:
+            spec.logger_prepare()
         binary = sc.open_tree(sc.AT_FDCWD, LOGGER_BIN, sc.OPEN_TREE_CLONE)
         sc.mount_setattr(binary, sc.MOUNT_ATTR_RDONLY, recursive=False)
+        rotate = spec.log_max > 0 and spec.log_dir_fd >= 0
+        # out of the way first: either may sit on 4 or 5 now
+        os.dup2(binary, LOGGER_HIGH_FD)
+        if rotate:
+            os.dup2(spec.log_dir_fd, LOGGER_HIGH_FD + 1)
         os.dup2(out_r, 0)
-        os.dup2(log_fd, 1)
+        os.dup2(spec.log_fd, 1)
         os.dup2(err_r, 3)
         null = os.open("/dev/null", os.O_WRONLY)
         os.dup2(null, 2)
-        os.dup2(binary, 4)
+        os.dup2(LOGGER_HIGH_FD, 4)
         os.set_inheritable(4, False)  # fexecve(3) of an ELF binary needs no fd after it
-        sc.close_range(5)
+        argv = ["nspod-logger"]
+        if rotate:
+            os.dup2(LOGGER_HIGH_FD + 1, 5)  # csrc/logger.c rotates in it
+            argv += ["-s", str(spec.log_max), spec.log_name]
+            sc.close_range(6)
+        else:
+            sc.close_range(5)
         # An empty root before the exec, too: exec makes the logger dumpable
         # again until its first instructions drop that (csrc/logger.c).
         empty = sc.fsmount("tmpfs", {"size": "4k", "nr_inodes": "1", "mode": "0555"},
@@ -233,7 +252,7 @@ def _exec_logger(out_r: int, err_r: int, log_fd: int,
         os.close(empty)
         os.setsid()
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        os.execve(4, ["nspod-logger"], {})
+        os.execve(4, argv, {})
     finally:
         os._exit(127)
 

@@ -8,6 +8,7 @@ names it in cli.TABLES.
 from __future__ import annotations
 
 from nspod import handlers as h
+from nspod import lifecycle_cli as lc
 from nspod import options as o
 from nspod.args import Opt, Verb
 
@@ -71,6 +72,7 @@ VERBS = (
                 "the host's files in one pod (the former can then reach the host's files)"),
             *o.SECURITY_OPTS,
             *o.ROOTFS_OPTS,
+            *lc.JOIN_OPTS,
         ),
         command="-- CMD [ARG...]",
         details="Options may come before or after POD; CMD starts at the first word after\n"
@@ -83,7 +85,7 @@ VERBS = (
         "With --image (or a pod created with one), CMD may be left out: the image's\n"
         "Entrypoint and Cmd run; a CMD replaces both. -e, -w, -u override its Env,\n"
         "WorkingDir and User.\n"
-        + o.SECURITY_HELP + "\n" + JOIN_CODES,
+        + lc.JOIN_HELP + "\n" + o.SECURITY_HELP + "\n" + JOIN_CODES,
         run=h.cmd_join,
     ),
     Verb("ps", "List the members of a pod: running or ended, with their status.", ("POD",),
@@ -93,15 +95,18 @@ VERBS = (
         "Print a detached member's output: its stdout to stdout, its stderr to stderr.",
         ("POD", "NAME"),
         (
-            Opt(("-f", "--follow"), "follow", "keep printing until the member ends"),
+            Opt(("-f", "--follow"), "follow", "keep printing until the member ends and its "
+                "policy will not run it again"),
             Opt(("--tail",), "tail", "only the last N lines", "N", convert=o.count),
             Opt(("--timestamps",), "timestamps", "prefix each line with its time"),
+            *lc.LOGS_OPTS,
         ),
         details=o.EXIT_CODES,
         run=h.cmd_logs,
     ),
-    Verb("start", "Start stopped pods again: new pause, same name and spec.", ("POD...",), (),
-         details=o.EXIT_CODES, run=h.cmd_start),
+    Verb("start", "Start stopped pods again: new pause, same name and spec, the same members.",
+         ("POD*",), lc.START_OPTS, details=lc.START_HELP + "\n" + o.EXIT_CODES,
+         run=h.cmd_start),
     Verb("restart", "Stop pods, then start them again.", ("POD...",), (o.TIME_OPT,),
          details=o.EXIT_CODES, run=h.cmd_restart),
     Verb(

@@ -59,10 +59,15 @@ class PodEnv:
             NSPOD_BRIDGE=self.bridge,
             NSPOD_SUBNET=self.subnet,
             NSPOD_NFT_TABLE=self.table,
-            NSPOD_STORAGE=str(self.root / "storage"),
+            NSPOD_STORAGE=str(self.storage),
         )
         env.update(self.extra)
         return {k: v for k, v in env.items() if v != ""}
+
+    @property
+    def storage(self) -> Path:
+        """The test's storage root (what outlives a reboot, images): in its state root."""
+        return self.root / "storage"
 
     def run(
         self, *args: str, check: bool = False, timeout: float = 30, **kw: object
@@ -125,6 +130,21 @@ def pauses_under(root: Path) -> list[int]:
     out = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit() and pause_tag(int(p.name)).startswith(str(root) + "/"):
+            out += live_pids([int(p.name)])
+    return out
+
+
+def monitors_under(prefix: str) -> list[int]:
+    """Live pod monitors (NSPOD_MONITOR=POD_DIR in their environment) of roots under prefix."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            env = (p / "environ").read_bytes()
+        except OSError:
+            continue
+        if env.startswith(b"NSPOD_MONITOR=" + prefix.encode()):
             out += live_pids([int(p.name)])
     return out
 
@@ -242,6 +262,12 @@ def teardown_env(e: PodEnv) -> list[str]:
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
+    for pid in monitors_under(str(e.root) + "/"):
+        problems.append(f"monitor pid {pid} still alive after rm")
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
     for line in Path("/proc/self/mounts").read_text().splitlines():
         target = line.split()[1]
         if target.startswith(str(e.root)):
@@ -276,6 +302,9 @@ def teardown_env(e: PodEnv) -> list[str]:
     ipam = e.root / "ipam"
     if ipam.exists() and any(p.suffix != ".lock" for p in ipam.iterdir()):
         problems.append(f"address records left: {sorted(p.name for p in ipam.iterdir())}")
+    kept = [p.name for p in (e.storage / "pods").glob("*/*") if p.is_dir()]
+    if kept:
+        problems.append(f"stored pods left after rm: {kept}")
     shutil.rmtree(e.root, ignore_errors=True)
     return problems
 
@@ -328,6 +357,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if exe in exe_names and live_pids([int(p.name)]):
             if pause_tag(int(p.name)).startswith(roots):
                 leaks.append(f"pause process {p.name}")
+    for root in roots:
+        leaks += [f"monitor process {pid}" for pid in monitors_under(root + "/")]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     for m in re.finditer(r"^\d+: (" + LINK_PREFIX + r"[^:@]+)", links, re.M):
         if any(t in m.group(1) for t in _tags):
