@@ -8,10 +8,13 @@ APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev libseccomp-d
 	skopeo umoci docker-registry
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv install test unit integration demo bench bench-setup lint rootfs clean \
-	vm-test vm-reboot-test vm-destroy lab-setup
+.PHONY: setup apt venv build install install-locked uninstall test unit integration demo bench bench-setup lint rootfs clean \
+	vm-test vm-reboot-test vm-destroy vm-up vm-ssh lab-setup lab-box print-apt-packages
 
-setup: apt venv install rootfs
+setup: apt venv build rootfs
+
+print-apt-packages:
+	@echo $(APT_PACKAGES)
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -27,28 +30,67 @@ apt:
 			>/dev/null 2>&1 || true; \
 	fi
 
-# A venv whose upgrade failed (no network, say) is removed: the next run makes it again.
-$(PY):
+# The venv is ready once pip, setuptools and cffi are upgraded in it: the stamp
+# is written only then, so a setup that failed half way (a venv made, the
+# upgrade not done) is repaired by running `make setup` again.
+READY := $(VENV)/.nspod-ready
+DEPS := "pyroute2>=0.9,<0.10" "python-prctl>=1.8" "PyYAML>=6"
+
+$(READY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi || { rm -rf $(VENV); exit 1; }
+	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
+	touch $@
 
-venv: $(PY)
-	$(PY) -m pip install -q "pyroute2>=0.9,<0.10" "python-prctl>=1.8" "PyYAML>=6" pytest pytest-timeout \
-		"kubernetes-validate>=1.30"
+venv: $(READY)
+	$(PY) -m pip install -q $(DEPS) pytest pytest-timeout "kubernetes-validate>=1.30"
 
-install: $(PY)
-	$(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall .
+# The development copy: nspod built into .venv (tests run .venv/bin/nspod).
+WHEEL := $(VENV)/wheel
+
+build: $(READY)
+	@rm -rf $(WHEEL)
+	$(PY) -m pip wheel -q --no-build-isolation --no-deps -w $(WHEEL) .
+	$(PY) -m pip install -q --no-deps --force-reinstall $(WHEEL)/nspod-*.whl
 	@rm -rf build *.egg-info
 	cd / && $(CURDIR)/$(PY) $(CURDIR)/tools/fast-entry
 	@$(VENV)/bin/nspod --version
+
+# `sudo make install`: the development copy, then the same wheel in a venv
+# under $(PREFIX)/lib/nspod with $(PREFIX)/bin/nspod, where root's PATH finds it
+# (sudo's secure_path has /usr/local/bin). `sudo make uninstall` removes both.
+PREFIX ?= /usr/local
+SYSVENV := $(PREFIX)/lib/nspod
+
+install: build
+	@mkdir -p $(PREFIX)/lib $(PREFIX)/bin
+	flock $(PREFIX)/lib/.nspod-install.lock $(MAKE) --no-print-directory install-locked
+
+install-locked:
+	@[ -f $(SYSVENV)/.nspod-ready ] || { \
+		$(PYTHON) -m venv $(SYSVENV) && \
+		$(SYSVENV)/bin/python -m pip install -q --upgrade pip && \
+		touch $(SYSVENV)/.nspod-ready; }
+	$(SYSVENV)/bin/python -m pip install -q cffi $(DEPS)
+	$(SYSVENV)/bin/python -m pip install -q --no-deps --force-reinstall $(CURDIR)/$(WHEEL)/nspod-*.whl
+	cd / && $(SYSVENV)/bin/python $(CURDIR)/tools/fast-entry
+	ln -sfn $(SYSVENV)/bin/nspod $(PREFIX)/bin/nspod
+	@$(PREFIX)/bin/nspod --version
+
+uninstall:
+	@if [ -L $(PREFIX)/bin/nspod ] && [ "$$(readlink $(PREFIX)/bin/nspod)" = $(SYSVENV)/bin/nspod ]; then \
+		rm -f $(PREFIX)/bin/nspod; fi
+	rm -rf $(SYSVENV)
+	@echo "nspod removed from $(PREFIX) (state under /run/nspod is left: nspod gc, or reboot)"
 
 rootfs: tests/rootfs/bin/busybox
 
 tests/rootfs/bin/busybox: tools/mkrootfs
 	tools/mkrootfs tests/rootfs
 
+# PYTEST_ARGS: tests to run instead of all of them; NSPOD_SLOW: see test_bench.py
+PYTEST_ARGS ?= tests
 test:
-	$(VENV)/bin/pytest tests
+	NSPOD_SLOW=$(or $(NSPOD_SLOW),1) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 unit:
 	$(VENV)/bin/pytest tests/unit
@@ -68,17 +110,30 @@ bench-setup: setup
 		podman runc catatonit tini
 	$(PY) -m pip install -q matplotlib
 
-# The Vagrant lab: a Debian 12 VM with a stock kernel and cgroup v2.
+# The lab: a Debian VM with a stock kernel, systemd and cgroup v2, booted here
+# with no download but Debian's packages. DIST=bookworm (Debian 12) or trixie (13).
+# `make lab-box` builds the box (debootstrap -> qcow2 + kernel/initrd, and a
+# libvirt Vagrant box); `make vm-test` boots it with qemu (KVM, or TCG when
+# nested KVM is unusable: NSPOD_LAB_ACCEL), copies this tree in and runs
+# `make setup && make test` there. Not part of `make test`: slow under TCG.
+DIST ?= bookworm
+export DIST
+
 lab-setup:
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-		vagrant vagrant-libvirt
+		debootstrap qemu-system-x86 qemu-utils e2fsprogs openssh-client rsync
 
-# The first `vagrant up` boots, copies the tree and provisions (make setup); later
-# runs copy the current tree again (rsync) and re-run make setup, which is cheap.
+lab-box:
+	$(SUDO) tools/lab-box $(DIST)
+
+vm-up:
+	tools/lab up
+
 vm-test:
-	vagrant up
-	vagrant rsync
-	vagrant ssh -c 'cd ~/nspod && sudo make setup && sudo make test'
+	tools/lab test
+
+vm-ssh:
+	tools/lab ssh
 
 # Issue 19's reboot test: a pod with a --restart always member and a published
 # port, the boot unit enabled, a real reboot (vagrant reload), the port answers.
@@ -94,7 +149,7 @@ vm-reboot-test:
 	vagrant ssh -c 'cd ~/nspod && sudo tools/reboot-check after'
 
 vm-destroy:
-	vagrant destroy -f
+	tools/lab destroy
 
 # pause and the logger as setup.py builds them, and warnings as errors: for
 # CI and developers only, never in a user's build (a newer compiler warns more)

@@ -389,6 +389,10 @@ def _by_hand_unshare() -> float:
     kinds = ("ipc", "uts", "net", "pid", "mnt")
     proc: subprocess.Popen[bytes] | None = None
     try:
+        # pins go on a private mount, as `ip netns` does for /run/netns: on a
+        # systemd host /tmp is shared and a mount namespace pin there fails
+        subprocess.run(["mount", "--bind", d, d], check=True)
+        subprocess.run(["mount", "--make-private", d], check=True)
         t = time.perf_counter()
         proc = subprocess.Popen(["unshare", "--pid", "--fork", "--uts", "--ipc", "--mount",
                                  "--net", "--mount-proc", "--propagation", "private",
@@ -409,7 +413,7 @@ def _by_hand_unshare() -> float:
             for pid in (_children(proc.pid) + [proc.pid]):
                 _kill_quiet(pid)
             proc.wait()
-        for target in reversed(mounts_under(Path(d))):
+        for target in [*reversed(mounts_under(Path(d))), d]:
             subprocess.run(["umount", "-l", target], capture_output=True)
         shutil.rmtree(d, ignore_errors=True)
 
@@ -548,9 +552,29 @@ def bench_memory() -> dict[str, float]:
 # -- scale, stop, gc ---------------------------------------------------------------------
 
 
+def _mount_objects() -> int:
+    """Mounts alive on the machine, every namespace's: the mnt_cache slab's objects."""
+    for line in Path("/proc/slabinfo").read_text().splitlines():
+        if line.startswith("mnt_cache "):
+            return int(line.split()[1])
+    return 0
+
+
+def _unreclaimable_kb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("SUnreclaim:"):
+            return int(line.split()[1])
+    return 0
+
+
 def bench_scale(pods: int, samples: int) -> tuple[dict[str, float], list[tuple[int, float]]]:
-    """Create time of the 1st pod vs the Nth with N-1 running; and every fill-up create."""
+    """Create time of the 1st pod vs the Nth with N-1 running; and every fill-up create.
+
+    Also what the pods cost the kernel in mounts (issue 12: each pause's mount
+    namespace once copied every earlier pod's pins, quadratic growth).
+    """
     curve: list[tuple[int, float]] = []
+    mounts0, slab0 = _mount_objects(), _unreclaimable_kb()
     with world() as env:
         timed([NSPOD, "create", *PUBLISH(), "warm"], env)
         timed([NSPOD, "rm", "-f", "-t", "0", "warm"], env)
@@ -566,8 +590,18 @@ def bench_scale(pods: int, samples: int) -> tuple[dict[str, float], list[tuple[i
         first = sample("first")
         for i in range(pods - 1):
             curve.append((i, timed([NSPOD, "create", *PUBLISH(), f"s{i}"], env)))
+        mounts, slab = _mount_objects(), _unreclaimable_kb()
+        # pause's root is an empty detached tmpfs, so its mountinfo shows nothing:
+        # a member's copy of the pod's mount namespace shows what it holds
+        ns_mounts = len(nspod(env, "join", f"s{pods - 2}", "--", "cat",
+                              "/proc/self/mountinfo").splitlines())
+        host_mounts = len(Path("/proc/self/mountinfo").read_text().splitlines())
         last = sample("last")
-    out = {"create_1st_ms": first, "create_nth_ms": last, "scale_pods": pods}
+    out = {"create_1st_ms": first, "create_nth_ms": last, "scale_pods": pods,
+           "scale_mount_objects": mounts, "scale_mount_objects_before": mounts0,
+           "scale_mounts_per_pod": (mounts - mounts0) / max(1, pods - 1),
+           "scale_last_pod_ns_mounts": ns_mounts, "scale_host_ns_mounts": host_mounts,
+           "scale_unreclaimable_slab_kb": slab, "scale_unreclaimable_slab_kb_before": slab0}
     # the fill-up's own ends, a check on first/last when load elsewhere comes and goes
     k = max(1, min(20, len(curve) // 4))
     out["create_curve_head_ms"] = statistics.median(ms for _, ms in curve[:k])
@@ -734,6 +768,13 @@ def report(r: dict[str, float]) -> str:
         r.get("create_curve_tail_ms"), "ms",
         f"{ratio('create_curve_tail_ms', 'create_curve_head_ms'):.2f}x the first"
         if ratio("create_curve_tail_ms", "create_curve_head_ms") else "")
+    if "scale_mount_objects" in r:
+        row(f"mounts, {int(r['scale_pods'])} pods (all namespaces)", r["scale_mount_objects"], "",
+            f"{r['scale_mounts_per_pod']:.1f} per pod", "linear")
+        row("  the last pod's mount namespace", r["scale_last_pod_ns_mounts"], "mounts",
+            f"host's: {int(r['scale_host_ns_mounts'])}")
+        row("  unreclaimable slab", r["scale_unreclaimable_slab_kb"] / 1024, "MB",
+            f"{r['scale_unreclaimable_slab_kb_before'] / 1024:.0f} MB before")
     row("stop, 10 members exiting on TERM", r.get("stop_10_members_ms"), "ms")
     lc = ratio("join_d_restart_ms", "join_d_ms")
     row("join -d POD -- sleep", r.get("join_d_ms"), "ms")
@@ -812,14 +853,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="few runs, small scale (a smoke test)")
     ap.add_argument("--runs", type=int, help="runs per figure (default 30, --quick 3)")
-    ap.add_argument("--pods", type=int, help="pods for the scale figure (default 200, --quick 10)")
+    ap.add_argument("--pods", type=int, help="pods for the scale figure (default 300, --quick 10)")
+    ap.add_argument("--scale-only", action="store_true", help="only the scale figure")
     ap.add_argument("--soak", type=int, metavar="N",
                     help="only the state soak: N joins into a --memory 16M pod (issue 12)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: needs root (sudo make bench)", file=sys.stderr)
         return 125
-    runs, pods, samples, dead = (3, 10, 1, 5) if args.quick else (30, 200, 5, 100)
+    runs, pods, samples, dead = (3, 10, 1, 5) if args.quick else (30, 300, 5, 100)
     runs, pods = args.runs or runs, max(args.pods or pods, 2)
     for sig in (signal.SIGTERM, signal.SIGHUP):  # clean up as on Ctrl-C
         signal.signal(sig, _raise_interrupt)
@@ -878,6 +920,8 @@ def main() -> int:
          lambda: _in_world(lambda env: lifecycle_bench.bench_backoff(
              nspod, env, str(REPO / "tests" / "rootfs"), USE_PODMAN))),
     ]
+    if args.scale_only:
+        steps = []
     curve: list[tuple[int, float]] = []
     failed = False
     load_before = os.getloadavg()[0]

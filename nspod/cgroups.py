@@ -12,9 +12,13 @@ Both layouts, detected from /proc/self/mountinfo (no cgroup library):
                  cpu and cpuacct are often mounted together).
 
 <key> is a hash of the state root, so two roots (tests) never share a name.
-Pause is moved in right after it starts; each member moves itself in before
-it execs (writing "0" to cgroup.procs: cgroups(7), the writer itself), so
-every process of the pod is counted and nspod's own client is not.
+The pod's cgroup holds the limits and no process: pause is in its child
+`pause`, every member in its child `members` (as podman and Kubernetes hold
+limits on a pod-level parent). Each moves itself in before it execs (writing
+"0" to cgroup.procs: cgroups(7), the writer itself), so every process of the
+pod is counted and nspod's own client is not. A member then gets a cgroup
+namespace of its own rooted at `members` (it sees itself at "/"), and
+anything it makes below is removed with the pod, bottom-up.
 create() returns the directories; the pod record keeps them, so join, rm
 and stats do not detect anything.
 
@@ -39,6 +43,8 @@ MOUNTINFO = "/proc/self/mountinfo"
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 PARENT = "nspod"
+PAUSE = "pause"  # the pod's child cgroup for pause
+MEMBERS = "members"  # ... and for every member
 CFS_PERIOD_US = 100_000
 MIN_MEMORY = 6 * 1024 * 1024  # podman and docker refuse less: pause and exec need some
 V1_UNLIMITED = 1 << 62  # memory.limit_in_bytes reads PAGE_COUNTER_MAX pages when unlimited
@@ -310,9 +316,14 @@ def create(root: str | os.PathLike[str], pod: str, limits: Limits) -> list[str]:
                 os.mkdir(d, 0o755)
             except FileExistsError:
                 # left by a create that crashed before gc ran: it is ours, reuse it empty
-                if read_procs(d):
+                if any(read_procs(t) for t in _tree(d)):
                     raise NspodError(f"cgroup {d}: already exists and is in use") from None
             made.append(d)
+            for child in (PAUSE, MEMBERS):
+                try:
+                    os.mkdir(os.path.join(d, child), 0o755)
+                except FileExistsError:
+                    pass
         _set_limits(layout, dirs, limits)
     except OSError as e:
         remove(made)
@@ -321,6 +332,32 @@ def create(root: str | os.PathLike[str], pod: str, limits: Limits) -> list[str]:
         remove(made)
         raise
     return dirs
+
+
+def children(dirs: Iterable[str], child: str) -> list[str]:
+    """The child cgroup `child` (PAUSE or MEMBERS) of each of the pod's dirs."""
+    return [os.path.join(d, child) for d in dirs]
+
+
+def _tree(top: str) -> list[str]:
+    """top and every cgroup below it, deepest first (the order rmdir needs)."""
+    out: list[str] = []
+    try:
+        entries = list(os.scandir(top))
+    except FileNotFoundError:
+        return out
+    except OSError:
+        entries = []
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            out += _tree(e.path)
+    out.append(top)
+    return out
+
+
+def tree_procs(top: str) -> list[int]:
+    """Every process in top and in the cgroups below it."""
+    return [p for d in _tree(top) for p in read_procs(d)]
 
 
 def read_procs(d: str) -> list[int]:
@@ -370,12 +407,14 @@ def close(fds: Iterable[int]) -> None:
 
 
 def remove(dirs: Iterable[str], timeout: float = 2.0) -> None:
-    """Removes dirs; waits up to timeout for processes just killed to leave them.
+    """Removes dirs and every cgroup below them, bottom-up (rmdir(2) refuses a
+    cgroup with children: a member's own child cgroup must not wedge rm);
+    waits up to timeout for processes just killed to leave them.
 
     rmdir(2) fails with EBUSY while a process (even a dying one) is inside.
     """
     deadline = time.monotonic() + timeout
-    for d in dirs:
+    for d in [t for top in dirs for t in _tree(top)]:
         delay = 0.001
         while True:
             try:
@@ -413,13 +452,17 @@ def stat_value(text: str | None, key: str) -> int | None:
 def oom_kills(dirs: Sequence[str]) -> int | None:
     """How many processes the OOM killer has killed in the pod's cgroup, if known.
 
-    v1: `oom_kill N` in memory.oom_control; v2: `oom_kill N` in memory.events.
+    v2: `oom_kill N` in the pod's memory.events, which counts its whole
+    subtree. v1: `oom_kill N` in memory.oom_control counts only the cgroup
+    the victim was in (memcg_memory_event stops there on v1): summed over the
+    pod's cgroup and every cgroup below it.
     """
     for d in dirs:
-        for name in ("memory.events", "memory.oom_control"):
-            text = _read_opt(os.path.join(d, name))
-            if text is not None:
-                value = stat_value(text, "oom_kill")
-                if value is not None:
-                    return value
+        value = stat_value(_read_opt(os.path.join(d, "memory.events")), "oom_kill")
+        if value is not None:
+            return value
+        if os.path.exists(os.path.join(d, "memory.oom_control")):
+            counts = [stat_value(_read_opt(os.path.join(t, "memory.oom_control")), "oom_kill")
+                      for t in _tree(d)]
+            return sum(c for c in counts if c is not None)
     return None

@@ -9,7 +9,7 @@ import contextlib
 import os
 import time
 
-from nspod import cgroups, pausectl, persist, podnet
+from nspod import cgroups, pausectl, persist, pins, podnet
 from nspod.errors import DamagedRecord, NoSuchPod, NspodError
 from nspod.lean import checkpoint, proc_start, valid_name
 from nspod.poddir import (
@@ -41,7 +41,7 @@ def teardown(store: Store, name: str, rec: PodRecord | None,
         pausectl.kill_and_forget(pid)
     if rec is not None and rec.pause.alive():
         pausectl.kill_and_forget(rec.pid)
-    unmount_all(pdir)
+    unmount_all(store, pdir)
     failed = []
     if sweep and rec is not None:
         _delete_veth_of_network(store, name, rec)
@@ -220,7 +220,9 @@ def gc(store: Store) -> tuple[list[str], list[str]]:
             persist.forget_dead(store, name)
             remove_pod_dir(pdir)
             removed.append(name)
-    kept += sweep(store, tags)
+    kept += sweep(store, tags)  # cgroups, addresses, ports of pods whose directory is gone
+    # and their pins (a create killed before it made its directory, an rm after)
+    pins.collect_garbage(store, [os.path.basename(p) for p in store.dirs()])
     from nspod import network
 
     network.gc(store)  # networks a killed `network create` left, stale /etc/hosts entries

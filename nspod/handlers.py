@@ -217,7 +217,7 @@ def _view(store: Store, rec: PodRecord) -> dict[str, Any]:
     from nspod.security import SecurityOpts
     from nspod.syscalls import NS_KINDS
 
-    pdir = store.pod_dir(rec.name)
+    nsdir = os.path.join(store.nsroot, rec.name)  # the pins (pins.py)
     running = rec.state == "running"
     return {
         "name": rec.name,
@@ -227,7 +227,9 @@ def _view(store: Store, rec: PodRecord) -> dict[str, Any]:
         "created": render.iso(rec.created),
         "finished": render.iso(rec.finished) if rec.finished else None,
         "namespaces": {
-            kind: os.path.join(pdir, "ns", kind)
+            # pinned ones by their pin, the others as pause holds them
+            kind: p if os.path.exists(p := os.path.join(nsdir, kind))
+            else f"/proc/{rec.pid}/ns/{kind}"
             for kind in NS_KINDS
             if running and (kind != "net" or rec.spec.get("net") != "host")
         },

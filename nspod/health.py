@@ -17,6 +17,7 @@ import select
 import time
 
 from nspod import lean, policy, spawn
+from nspod import syscalls as sc
 from nspod.errors import NspodError
 
 TYPE_CHECKING = False
@@ -145,7 +146,8 @@ def start_check(pod: Pod, rec: dict[str, Any]) -> Check:
     bpf = seccomp.member_filter(pod.dir, pod.rec.get("spec", {}).get("seccomp"),
                                 s.get("seccomp"), pol.caps, pol.privileged)
     security.preload()  # the member's root may have no Python
-    cgroup_fds = cgroups.open_procs(pod.rec.get("spec", {}).get("cgroups") or [])
+    cgroup_fds = cgroups.open_procs(cgroups.children(pod.rec.get("spec", {}).get("cgroups") or [],
+                                                     cgroups.MEMBERS))
 
     def prepare() -> dict[str, str]:
         cgroups.enter(cgroup_fds)
@@ -153,7 +155,10 @@ def start_check(pod: Pod, rec: dict[str, Any]) -> Check:
 
     from nspod.member import member_env
 
-    ns = {**pod.ns(), "mnt": mnt}
+    # the member's own namespaces (the pod's ipc, uts, net and pid, its mount
+    # namespace), checked by its start time again once the check started
+    ns: dict[str, str | int] = {k: f"/proc/{host_pid}/ns/{k}" for k in sc.NS_KINDS}
+    ns["mnt"] = mnt
     mspec = spawn.MemberSpec(["/bin/sh", "-c", rec["health"]["cmd"]],
                              member_env(dict(s.get("env") or {}), pod.rec.get("hostname", "")),
                              s.get("cwd"), ns, prepare, seccomp=bpf, keep_fds=cgroup_fds)

@@ -20,7 +20,7 @@ import os
 import time
 from typing import Any
 
-from nspod import lean, member
+from nspod import lean, member, pins
 from nspod import syscalls as sc
 from nspod.errors import NspodError, UsageError, os_reason
 from nspod.kubegen import ROOTFS_ANNOTATION, config_maps, describe, dump, render
@@ -180,7 +180,7 @@ def _make_volume(pdir: str, v: Volume) -> str:
         os.chmod(vdir, 0o777)  # as Kubernetes makes it: any user of the pod writes there
         if v.medium == "Memory":
             size = f",size={v.size_limit}" if v.size_limit else ""
-            _mount_in_pod(os.path.join(pdir, "ns", "mnt"), vdir, f"mode=1777{size}")
+            _mount_in_pod(pins.ns_file(pdir, "mnt"), vdir, f"mode=1777{size}")
         return vdir
     for rel, text in v.files:
         path = os.path.join(vdir, rel)
@@ -244,7 +244,7 @@ def _sub_path(pdir: str, base: str, sub: str, directory: bool, slot: str) -> str
             sc.umount2(target, sc.MNT_DETACH)
             raise NspodError("changed while it was bound: refused")
 
-    spawn.in_mount_namespace(os.path.join(pdir, "ns", "mnt"), pin, f"subPath {sub}")
+    spawn.in_mount_namespace(pins.ns_file(pdir, "mnt"), pin, f"subPath {sub}")
     return target
 
 

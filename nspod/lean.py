@@ -266,12 +266,17 @@ def _spawn_tied(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
 
 
 def sha256_hex(data: bytes) -> str:
-    """sha256 hex digest; hashlib would load OpenSSL (~10 ms) for one call."""
-    try:
-        import _sha256
+    """sha256 hex digest; hashlib would load OpenSSL (~10 ms) for one call.
 
-        return str(_sha256.sha256(data).hexdigest())
-    except ImportError:  # Python 3.12+: _sha2
-        import hashlib
+    The C module is private: `_sha256` up to Python 3.11, `_sha2` from 3.12;
+    hashlib is the public fallback (tests/unit/test_lean.py runs each path).
+    """
+    for private in ("_sha256", "_sha2"):
+        try:
+            mod = __import__(private)
+        except ImportError:
+            continue
+        return str(mod.sha256(data).hexdigest())
+    import hashlib
 
-        return hashlib.sha256(data).hexdigest()
+    return hashlib.sha256(data).hexdigest()

@@ -31,11 +31,12 @@ LOG_MAX_SIZE = 10 << 20  # a detached member's log: this, plus one rotated file 
 class Pod:
     """What the member verbs need of a pod: its paths and its record, read lean."""
 
-    __slots__ = ("name", "dir", "rec")
+    __slots__ = ("name", "dir", "nsdir", "rec")
 
     def __init__(self, root: str, name: str) -> None:
         self.name = lean.check_name(name)
         self.dir = os.path.join(root, "pods", name)
+        self.nsdir = os.path.join(root, "ns", name)  # its namespace pins (pins.py)
         self.rec = records.read_pod(self.dir, name)
 
     def path(self, *parts: str) -> str:
@@ -48,8 +49,12 @@ class Pod:
     def running(self) -> bool:
         return self.rec.get("state") == "running" and self.pause_alive()
 
-    def ns(self) -> dict[str, str]:
-        return {k: p for k in sc.NS_KINDS if os.path.exists(p := self.path("ns", k))}
+    def ns(self, pause_fd: int) -> dict[str, str | int]:
+        """The pins to setns through; pause's pidfd for a kind without one (ipc,
+        uts and pid are never pinned, a mnt pin the kernel refused: pins.pin;
+        net of a --net host pod, which is the host's anyway)."""
+        return {k: p if os.path.exists(p := os.path.join(self.nsdir, k)) else pause_fd
+                for k in sc.NS_KINDS}
 
 
 def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
@@ -180,6 +185,10 @@ def join(root: str, spec: JoinSpec) -> tuple[str, int]:
     except ProcessLookupError:
         raise PodNotRunning(f'join pod "{pod.name}": pod is not running') from None
     try:
+        # the pidfd is pause's only if pause still runs now it is open (the
+        # pid may have been reused since): joins enter namespaces through it
+        if not pod.pause_alive():
+            raise PodNotRunning(f'join pod "{pod.name}": pod is not running')
         return _join(pod, spec, pause_fd)
     finally:
         os.close(pause_fd)
@@ -236,7 +245,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             argv=spec.argv,
             env=member_env(spec.env, pod.rec.get("hostname", pod.name)),
             cwd=spec.cwd,
-            ns=pod.ns(),
+            ns=pod.ns(pause_fd),
             prepare=prepare,
             detach=spec.detach,
             log_fd=log_fd,
@@ -353,11 +362,16 @@ def _prepare(pod: Pod, spec: JoinSpec, overlay: Any = None) -> tuple[
                               spec.security or security.SecurityOpts(), spec.user)
     bpf = seccomp.member_filter(pod.dir, pod_spec.get("seccomp"), spec.seccomp,
                                 policy.caps, policy.privileged)
-    cgroup_fds = cgroups.open_procs(pod_spec.get("cgroups", []))
+    cgroup_fds = cgroups.open_procs(cgroups.children(pod_spec.get("cgroups", []),
+                                                     cgroups.MEMBERS))
     explicit = spec.env
 
     def enter_cgroup() -> None:
         cgroups.enter(cgroup_fds)
+        if cgroup_fds:
+            # its own cgroup namespace, rooted where it now is: the member
+            # sees "/", not the host's tree and the pod's limits above it
+            sc.unshare(sc.CLONE_NEWCGROUP)
 
     def prepare() -> dict[str, str]:
         enter_cgroup()

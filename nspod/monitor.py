@@ -279,7 +279,8 @@ class _Monitor:
 
         if not self.pod.running():
             return False
-        fds = cgroups.open_procs(self.pod.rec.get("spec", {}).get("cgroups") or [])
+        fds = cgroups.open_procs(cgroups.children(
+            self.pod.rec.get("spec", {}).get("cgroups") or [], cgroups.MEMBERS))
         try:
             cgroups.enter(fds)  # charged to the pod, as its members are
         finally:

@@ -7,6 +7,7 @@ Pause:   nspod ─fork→ C (unshare pid,uts,ipc,mnt,net) ─fork→ pause (PID 
 from __future__ import annotations
 
 import _signal as signal  # not `signal`: it imports enum, ~8 ms
+import errno
 import os
 
 from nspod import syscalls as sc
@@ -32,7 +33,8 @@ DEFAULT_SHM = 64 << 20  # bytes of a pod's /dev/shm, as docker and podman
 
 
 class PauseSpec:
-    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare", "tag", "shm_size")
+    __slots__ = ("hostname", "records", "log", "new_net", "chroot", "prepare", "tag", "shm_size",
+                 "hide")
 
     def __init__(
         self,
@@ -44,6 +46,7 @@ class PauseSpec:
         prepare: Callable[[], None] | None = None,  # runs as PID 1 before exec (cgroup, ...)
         tag: str = "",  # NSPOD_POD in pause's environment: gc finds a lost pause by it
         shm_size: int = DEFAULT_SHM,  # bytes of the pod's /dev/shm
+        hide: str | None = None,  # a mount the pod's namespace leaves out (the pins: pins.py)
     ) -> None:
         self.hostname = hostname
         self.records = str(records)
@@ -53,6 +56,7 @@ class PauseSpec:
         self.prepare = prepare
         self.tag = tag
         self.shm_size = shm_size
+        self.hide = hide
 
 
 def start_pause(spec: PauseSpec) -> int:
@@ -75,6 +79,15 @@ def start_pause(spec: PauseSpec) -> int:
             # and binding this mount namespace's file on the host makes no loop.
             step = "make the pod's mounts private"
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+            if spec.hide is not None:
+                # the copy of every pod's pins (mount_namespaces(7)): dropped
+                # here, in one call, so namespaces don't grow with the pods
+                step = "leave out the namespace pins"
+                try:
+                    sc.umount2(spec.hide, sc.MNT_DETACH)
+                except OSError as e:
+                    if e.errno not in (errno.EINVAL, errno.ENOENT):
+                        raise
             p1 = os.fork()
             if p1 == 0:
                 _pause_child(spec, w, binfd, logfd)

@@ -12,14 +12,12 @@ import contextlib
 import os
 import time
 
-from nspod import cgroups, etcfiles, lean, pausectl, podnet, procs
+from nspod import cgroups, etcfiles, lean, pausectl, pins, podnet, procs
 from nspod.errors import DamagedRecord, NspodError, PodExists, PodNotRunning, UsageError
 from nspod.gc import gc_light, get, settle, teardown
 from nspod.lean import check_name, checkpoint, proc_start, valid_name, write_atomic
 from nspod.poddir import (
     forget_pause,
-    pin_namespaces,
-    release_namespaces,
     remove_pod_dir,
     remove_tree,
 )
@@ -131,7 +129,7 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
     with store.lock(name), contextlib.ExitStack() as undo:
         undo.callback(remove_tree, pdir, True)
         checkpoint("dir")
-        for sub in ("ns", "exits", "root", "members", "logs"):
+        for sub in ("exits", "root", "members", "logs"):
             os.mkdir(os.path.join(pdir, sub), 0o755)
         os.chmod(os.path.join(pdir, "root"), 0o555)
         rec = PodRecord(
@@ -177,7 +175,7 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
     checkpoint("cgroup")
     # pause joins the cgroup itself, before it execs, as members do (cheaper
     # than moving it by pid: see cgroups.open_procs)
-    cgroup_fds = cgroups.open_procs(cgroup)
+    cgroup_fds = cgroups.open_procs(cgroups.children(cgroup, cgroups.PAUSE))
     try:
         pid = pausectl.start_pause(
             pausectl.PauseSpec(
@@ -187,6 +185,7 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
                 new_net=net != "host",
                 chroot=os.path.join(pdir, "root"),
                 tag=pdir,
+                hide=store.nsroot,
                 prepare=lambda: cgroups.enter(cgroup_fds),
                 shm_size=rec.spec.get("shm_size") or pausectl.DEFAULT_SHM,
             )
@@ -206,11 +205,12 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
     write_atomic(os.path.join(pdir, "pause.pid"), f"{pid} {start}\n", sync=False)
     undo.callback(forget_pause, pdir)
     checkpoint("pause")
-    undo.callback(release_namespaces, pdir)
-    pin_namespaces(pid, os.path.join(pdir, "ns"), net=net != "host")
+    nsdir = pins.prepare(store, rec.name)
+    undo.callback(pins.forget, store, rec.name)
+    pins.pin(pid, nsdir, net=net != "host")
     checkpoint("namespaces")
     if net == "bridge":
-        rec.net.update(podnet.wire(store, rec.name, rec.net, os.path.join(pdir, "ns", "net"),
+        rec.net.update(podnet.wire(store, rec.name, rec.net, os.path.join(nsdir, "net"),
                                    undo))
     etcfiles.write_files(os.path.join(pdir, "etc"), etcfiles.EtcSpec(
         name=rec.name, hostname=rec.hostname, net=net, ip=rec.net.get("ip"),
@@ -255,7 +255,7 @@ def start_pod(store: Store, name: str) -> PodRecord:
         store.save(rec)
         checkpoint("starting")
         pdir = store.pod_dir(name)
-        release_namespaces(pdir)
+        pins.forget(store, name)
         try:
             with contextlib.ExitStack() as undo:
                 if rec.spec.get("net", "bridge") == "bridge" and not rec.net.get("ip"):
@@ -283,9 +283,9 @@ def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
             from nspod import monitor
 
             monitor.on_stop(pdir)  # no restart once stop holds the lock
-            procs.stop_all(rec, pdir, timeout)
+            procs.stop_all(rec, timeout)
         checkpoint("stopping")
-        release_namespaces(pdir)
+        pins.forget(store, name)
         forget_pause(pdir)
         # The veth goes with the netns, but only once the kernel gets to it: delete
         # it now, so start can make it again under the same name at once.
@@ -345,4 +345,4 @@ def kill_pod(store: Store, name: str, sig: int) -> int:
     rec = get(store, name)
     if rec.state != "running":
         raise PodNotRunning(f'kill pod "{name}": pod is not running')
-    return procs.signal_pod(rec, store.pod_dir(name), sig)
+    return procs.signal_pod(rec, sig)

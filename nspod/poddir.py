@@ -1,7 +1,7 @@
 """A pod's directory and what hangs off it: namespace pins, pause.pid, the
 mounts under it, its cgroups, and its removal.
 
-    ROOT/pods/NAME/ns/KIND     bind mounts of pause's namespaces (the pins)
+    ROOT/ns/NAME/KIND          bind mounts of pause's namespaces (the pins: pins.py)
     ROOT/pods/NAME/pause.pid   "PID START" while pause runs
 
 Below pod (lifecycle) and gc, which both take pods apart.
@@ -12,37 +12,12 @@ from __future__ import annotations
 import contextlib
 import os
 
-from nspod import cgroups, lean
+from nspod import cgroups, lean, pins
 from nspod import syscalls as sc
 from nspod.errors import NspodError, os_reason
 from nspod.store import PodRecord, Store
 
 checkpoint = lean.checkpoint  # the lifecycle's and the images' kill points; it lives in lean
-
-
-def pin_namespaces(pid: int, nsdir: str, net: bool = True) -> None:
-    """Bind-mounts /proc/PID/ns/KIND onto nsdir/KIND, so each outlives pause's lookups."""
-    for kind in sc.NS_KINDS:
-        if kind == "net" and not net:
-            continue
-        target = os.path.join(nsdir, kind)
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
-        try:
-            sc.mount(f"/proc/{pid}/ns/{kind}", target, None, sc.MS_BIND)
-        except OSError as e:
-            raise NspodError(f"pin {kind} namespace at {target}: {os_reason(e)}") from e
-
-
-def release_namespaces(pdir: str) -> None:
-    """Detaches every namespace pin of the pod. Idempotent."""
-    nsdir = os.path.join(pdir, "ns")
-    for kind in sc.NS_KINDS:
-        target = os.path.join(nsdir, kind)
-        for _ in range(4):  # a pin may be stacked by an interrupted create
-            try:
-                sc.umount2(target, sc.MNT_DETACH)
-            except OSError:
-                break
 
 
 def read_pause_pid(pdir: str) -> tuple[int, int] | None:
@@ -59,9 +34,9 @@ def forget_pause(pdir: str) -> None:
         os.unlink(os.path.join(pdir, "pause.pid"))
 
 
-def unmount_all(pdir: str) -> None:
+def unmount_all(store: Store, pdir: str) -> None:
     """Detaches the pins and every other mount under pdir. Idempotent; rm and gc."""
-    release_namespaces(pdir)
+    pins.forget(store, os.path.basename(pdir))
     prefix = pdir + "/"
     mounts = []
     with open("/proc/self/mountinfo") as f:

@@ -16,12 +16,18 @@ if TYPE_CHECKING:
     from nspod.store import PodRecord
 
 
-def pod_processes(rec: PodRecord, pdir: str) -> list[int]:
-    """Host pids of every process in the pod's PID namespace but pause."""
+def pod_processes(rec: PodRecord) -> list[int]:
+    """Host pids of every process in the pod's PID namespace but pause.
+
+    The namespace is pause's (it holds it: the pid namespace has no pin), read
+    only while pause is the process the record names.
+    """
     try:
-        ino = os.stat(os.path.join(pdir, "ns", "pid")).st_ino
+        ino = os.stat(f"/proc/{rec.pid}/ns/pid").st_ino
     except OSError:
         return []
+    if proc_start(rec.pid) != rec.pid_start:
+        return []  # pause died and its pid was reused: the pod has no process left
     out = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -53,9 +59,9 @@ def signal_all(pids: Iterable[int], sig: int) -> list[int]:
     return fds
 
 
-def signal_pod(rec: PodRecord, pdir: str, sig: int) -> int:
+def signal_pod(rec: PodRecord, sig: int) -> int:
     """Sends sig to every process of the pod but pause; returns how many got it."""
-    fds = signal_all(pod_processes(rec, pdir), sig)
+    fds = signal_all(pod_processes(rec), sig)
     for fd in fds:
         os.close(fd)
     return len(fds)
@@ -78,7 +84,7 @@ def wait_fds(fds: list[int], deadline: float) -> list[int]:
     return list(left)
 
 
-def stop_all(rec: PodRecord, pdir: str, timeout: float) -> None:
+def stop_all(rec: PodRecord, timeout: float) -> None:
     """TERM to every process of the pod, KILL after timeout, pause last."""
     try:
         pause_fd = os.pidfd_open(rec.pid)
@@ -87,7 +93,7 @@ def stop_all(rec: PodRecord, pdir: str, timeout: float) -> None:
     if proc_start(rec.pid) != rec.pid_start:
         os.close(pause_fd)
         return
-    left = wait_fds(signal_all(pod_processes(rec, pdir), signal.SIGTERM),
+    left = wait_fds(signal_all(pod_processes(rec), signal.SIGTERM),
                     time.monotonic() + timeout)
     for fd in left:
         os.close(fd)

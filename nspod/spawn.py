@@ -54,7 +54,7 @@ class MemberSpec:
         argv: Sequence[str],
         env: dict[str, str],
         cwd: str | None = None,
-        ns: dict[str, str] | None = None,  # kind -> pinned namespace path
+        ns: dict[str, str | int] | None = None,  # kind -> pinned path or pidfd
         # in P, in its own mount namespace, before exec (rootfs, cgroup, security);
         # what it returns is added to env (HOME of --user is known only in the root)
         prepare: Callable[[], Mapping[str, str] | None] | None = None,
@@ -100,13 +100,18 @@ class Member:
         self.logger_pid = logger_pid  # the logger's pid inside the pod, or 0
 
 
-def enter_pod(ns: dict[str, str]) -> None:
-    """setns into the pod's namespaces. For pid, only future children move."""
+def enter_pod(ns: dict[str, str | int]) -> None:
+    """setns into the pod's namespaces. For pid, only future children move.
+
+    ns: kind -> pinned path, or a pidfd of pause (setns(2) takes one since 5.8).
+    """
     fds = {}
     try:
         for kind in sc.NS_KINDS:
             if kind in ns:
-                fds[kind] = os.open(ns[kind], os.O_RDONLY | os.O_CLOEXEC)
+                where = ns[kind]
+                fds[kind] = (os.dup(where) if isinstance(where, int)
+                             else os.open(where, os.O_RDONLY | os.O_CLOEXEC))
         for kind, fd in fds.items():
             sc.setns(fd, sc.NS_FLAGS[kind], f"join the pod's {kind} namespace")
     finally:

@@ -60,7 +60,7 @@ def usage(dirs: Sequence[str]) -> Usage | None:
         mem -= inactive  # as docker and podman show it: cache the kernel can drop is not use
     pids = _number(f("pids", "pids.current"))
     if pids is None:
-        pids = len(cgroups.read_procs(dirs[0]))
+        pids = len(cgroups.tree_procs(dirs[0]))  # pause and members are in its children
     return Usage(mem, limit, cpu, pids, _number(f("pids", "pids.max")))
 
 

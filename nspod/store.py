@@ -1,7 +1,7 @@
 """The state directory: pod records, atomic writes, locks, process identity.
 
     ROOT/pods/NAME/pod.json       the record (written last on create)
-    ROOT/pods/NAME/ns/KIND        bind mounts of pause's namespaces
+    ROOT/ns/NAME/KIND             bind mounts of pause's namespaces (pins.py)
     ROOT/pods/NAME/exits/PODPID   exit records pause writes for members
 
 Paths are plain strings and records plain classes: pathlib, dataclasses and
@@ -140,6 +140,7 @@ class Store:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.fspath(root)
         self.pods = os.path.join(self.root, "pods")
+        self.nsroot = os.path.join(self.root, "ns")  # namespace pins: pins.py
 
     def pod_dir(self, name: str) -> str:
         return os.path.join(self.pods, name)

@@ -48,6 +48,7 @@ class PodEnv:
     table: str
     tag: str
     pods_seen: set[str] = field(default_factory=set)
+    wrap: list[str] = field(default_factory=list)  # runs nspod through this (nsenter ...)
     extra: dict[str, str] = field(default_factory=dict)  # more environment ("" unsets)
 
     @property
@@ -72,7 +73,7 @@ class PodEnv:
         self, *args: str, check: bool = False, timeout: float = 30, **kw: object
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [str(NSPOD), *args],
+            [*self.wrap, str(NSPOD), *args],
             env=self.env,
             capture_output=kw.pop("capture_output", True),  # type: ignore[arg-type]
             text=True,
@@ -87,7 +88,7 @@ class PodEnv:
         return proc
 
     def popen(self, *args: str, **kw: object) -> subprocess.Popen[str]:
-        return subprocess.Popen([str(NSPOD), *args], env=self.env, text=True, **kw)  # type: ignore[call-overload]
+        return subprocess.Popen([*self.wrap, str(NSPOD), *args], env=self.env, text=True, **kw)  # type: ignore[call-overload]
 
     def create(self, *args: str) -> str:
         name = self.run("create", *args, check=True).stdout.strip()

@@ -1,6 +1,7 @@
 """make bench's code runs, in a quick mode, and leaves nothing behind."""
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -22,6 +23,11 @@ def _bench_leftovers() -> list[str]:
     return left
 
 
+# NSPOD_SLOW: how much slower this machine is than a developer's (the lab's TCG
+# VM sets it); the bench's quick run is the one test whose time is its size
+SLOW = float(os.environ.get("NSPOD_SLOW", "1"))
+
+
 # bench.json's targets -> the row of the table judging the same figure
 TARGET_ROWS = {
     "join <= 2.5x python -c pass (aim 2x)": "nspod join POD -- true",
@@ -37,12 +43,12 @@ def verdicts(report: str) -> dict[str, bool]:
             for line in report.splitlines() if line.endswith((": PASS", ": MISS"))}
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(180 * SLOW)
 def test_bench_quick_runs_reports_every_figure_and_leaves_nothing() -> None:
     if not is_root():
         pytest.skip("needs root")
     r = subprocess.run([str(REPO / ".venv" / "bin" / "python"), str(REPO / "bench" / "bench.py"),
-                        "--quick"], capture_output=True, text=True, timeout=170)
+                        "--quick"], capture_output=True, text=True, timeout=170 * SLOW)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     for figure in ("nspod join POD -- true", "nsenter -t PID -a true", "python -c pass",
                    "create + rm", "by hand with unshare", "pause RSS", "pause_glibc RSS",

@@ -242,8 +242,14 @@ def _power_cut(e: PodEnv) -> None:
     objects gone (namespaces, veths, rules, cgroups), the tmpfs state root empty."""
     pods = e.root / "pods"
     for pdir in pods.iterdir():
+        try:  # the pod's pid namespace is pause's (it has no pin: nspod/pins.py)
+            pause = json.loads((pdir / "pod.json").read_text()).get("pid") or 0
+        except (OSError, ValueError):
+            pause = 0
+        pid_ns = Path(f"/proc/{pause}/ns/pid")
         pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-                and _pid_ns_is(int(p.name), pdir / "ns" / "pid")]
+                and pause and _pid_ns_is(int(p.name), pid_ns)]
+        pids.append(pause)
         pids.append(monitor_pid(e, pdir.name))
         for pid in pids:
             if pid:
@@ -275,6 +281,12 @@ def _pid_ns_is(pid: int, pin: Path) -> bool:
 
 
 def _rmdir(d: Path) -> bool:
+    """Removes cgroup d and those below it (pause's and the members'), deepest first."""
+    for child in sorted((c for c in d.rglob("*") if c.is_dir()), key=lambda c: -len(c.parts)):
+        try:
+            child.rmdir()
+        except OSError:
+            return False
     try:
         d.rmdir()
     except FileNotFoundError:
@@ -347,7 +359,8 @@ def test_generate_systemd_names_the_roots_and_verifies(pod_env: PodEnv) -> None:
 
 def _sleepers(e: PodEnv, pod: str) -> list[int]:
     """Processes running `sleep 60` in the pod's PID namespace."""
-    pin = e.root / "pods" / pod / "ns" / "pid"
+    # the pod's pid namespace is pause's (it has no pin: nspod/pins.py)
+    pin = Path(f"/proc/{e.inspect(pod)['pid']}/ns/pid")
     out = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit() and _pid_ns_is(int(p.name), pin):

@@ -73,13 +73,14 @@ def test_cpus_throttles(pod_env: PodEnv) -> None:
     pod = pod_env.create("--cpus", "0.25")
     script = (
         "import time\n"
-        "t = time.monotonic()\n"
+        "c, t = time.process_time(), time.monotonic()\n"
         "while time.monotonic() - t < 2: pass\n"
-        "print(time.process_time())\n"
+        "print(time.process_time() - c)\n"  # not the interpreter's start (slow in a TCG VM)
     )
     r = pod_env.run("join", pod, "--", "python3", "-c", script, check=True)
-    # 2 s of wall time at a quarter of a CPU: about 0.5 s of CPU time
-    assert 0.25 < float(r.stdout) < 0.8
+    # 2 s of wall time at a quarter of a CPU: about 0.5 s of CPU time at most (on a
+    # busy machine the loop may get less than its quota, never more)
+    assert 0.05 < float(r.stdout) < 0.8
 
 
 def test_invalid_limits_are_usage_errors(pod_env: PodEnv) -> None:
@@ -93,12 +94,14 @@ def test_invalid_limits_are_usage_errors(pod_env: PodEnv) -> None:
 
 
 def test_pod_and_members_share_the_cgroup_which_rm_removes(pod_env: PodEnv) -> None:
+    """The pod's cgroup holds the limits; pause and members are in its children."""
     pod = pod_env.create()
     info = pod_env.inspect(pod)
     dirs = [Path(d) for d in info["cgroups"]]  # type: ignore[union-attr]
     assert dirs and sorted(dirs) == sorted(pod_cgroups(pod_env.root))
     for d in dirs:
-        assert (d / "cgroup.procs").read_text().split() == [str(info["pid"])]
+        assert (d / "cgroup.procs").read_text().split() == []
+        assert (d / "pause" / "cgroup.procs").read_text().split() == [str(info["pid"])]
     member = pod_env.popen("join", pod, "--", "sleep", "30")
     try:
         row = wait_pids(pod_env, pod, 2)
@@ -106,12 +109,12 @@ def test_pod_and_members_share_the_cgroup_which_rm_removes(pod_env: PodEnv) -> N
         # the member joins the cgroup just before it execs: wait for the exec
         deadline = time.monotonic() + 10
         while True:
-            procs = {int(p) for p in (dirs[0] / "cgroup.procs").read_text().split()}
+            procs = {int(p) for p in (dirs[0] / "members" / "cgroup.procs").read_text().split()}
             sleepers = {p for p in procs if Path(f"/proc/{p}/comm").read_text() == "sleep\n"}
             if sleepers or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
-        assert len(procs) == 2 and len(sleepers) == 1
+        assert len(procs) == 1 and len(sleepers) == 1
         # nspod's own client is not counted
         assert member.pid not in procs
     finally:
@@ -163,12 +166,18 @@ def test_stats_figures(pod_env: PodEnv) -> None:
 def test_stats_streams_until_interrupted(pod_env: PodEnv) -> None:
     pod = pod_env.create()
     p = pod_env.popen("stats", pod, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = ""
     try:
-        time.sleep(2.5)
+        # two tables, however slow the machine (a TCG VM takes seconds for the first)
+        assert p.stdout is not None
+        deadline = time.monotonic() + 30
+        while out.count(pod) < 2 and time.monotonic() < deadline:
+            out += p.stdout.readline()
     finally:
         p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=10)
+        rest, err = p.communicate(timeout=10)
     assert p.returncode == 0, err
+    out += rest
     assert out.count("NAME") >= 2 and out.count(pod) >= 2
 
 

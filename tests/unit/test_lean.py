@@ -1,0 +1,37 @@
+"""Issue 11: nothing leans on an interpreter-private module without a tested public fallback."""
+
+import hashlib
+import importlib
+import sys
+
+import pytest
+
+from nspod import lean
+
+PRIVATE = ("_sha256", "_sha2", "_json")
+
+
+@pytest.mark.parametrize("hidden", [(), ("_sha256",), ("_sha256", "_sha2")])
+def test_sha256_is_the_same_whichever_module_gives_it(
+        monkeypatch: pytest.MonkeyPatch, hidden: tuple[str, ...]) -> None:
+    for name in hidden:
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    data = b"/run/nspod"
+    assert lean.sha256_hex(data) == hashlib.sha256(data).hexdigest()
+
+
+def test_records_read_and_write_without_the_private_json_module(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = {"name": "web", "pid": 42, "spec": {"ports": [[8080, 80]], "ip": None}, "ok": True}
+    fast = lean.dumps(rec)
+    monkeypatch.setitem(sys.modules, "_json", None)
+    fallback = importlib.reload(lean)
+    try:
+        assert fallback.loads(fast) == rec
+        assert fallback.loads(fallback.dumps(rec)) == rec
+        with pytest.raises(ValueError):
+            fallback.loads('{"a": 1} x')
+    finally:
+        monkeypatch.undo()
+        importlib.reload(lean)
+    assert lean.loads(fast) == rec
