@@ -1,8 +1,12 @@
-"""Members of a pod: join (foreground, detached, with a terminal), ps, logs, kill.
+"""Members of a pod: join (foreground, detached, with a terminal).
 
     ROOT/pods/POD/members/NAME.json   one record per member started by join
     ROOT/pods/POD/exits/PODPID        its exit status, written by pause
     ROOT/pods/POD/logs/NAME.log       a detached member's output (CRI format)
+
+The records and their states: memberstate.py (its names the verbs use are
+re-exported here); the setup run in the member
+before exec: memberprep.py.
 
 Lean on purpose: `nspod join` imports this, and must start fast.
 """
@@ -15,46 +19,25 @@ import select
 import stat  # os imports it already
 import time
 
-from nspod import lean, records, spawn
-from nspod import syscalls as sc
-from nspod.errors import DamagedRecord, NspodError, PodNotRunning, UsageError
+from nspod import lean, spawn
+from nspod.errors import NspodError, PodNotRunning, UsageError
+from nspod.memberprep import prepare_member
+from nspod.memberstate import MAX_ENDED as MAX_ENDED
+from nspod.memberstate import Pod as Pod
+from nspod.memberstate import describe_status as describe_status
+from nspod.memberstate import drop_record, finish_stale, forget, oom_kills, prune
+from nspod.memberstate import member_records as member_records
+from nspod.memberstate import member_state as member_state
+from nspod.memberstate import read_member as read_member
+from nspod.memberstate import run_status as run_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Sequence
     from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOG_MAX_SIZE = 10 << 20  # a detached member's log: this, plus one rotated file of it
-
-
-class Pod:
-    """What the member verbs need of a pod: its paths and its record, read lean."""
-
-    __slots__ = ("name", "dir", "nsdir", "rec")
-
-    def __init__(self, root: str, name: str) -> None:
-        self.name = lean.check_name(name)
-        self.dir = os.path.join(root, "pods", name)
-        self.nsdir = os.path.join(root, "ns", name)  # its namespace pins (pins.py)
-        self.rec = records.read_pod(self.dir, name)
-
-    def path(self, *parts: str) -> str:
-        return os.path.join(self.dir, *parts)
-
-    def pause_alive(self) -> bool:
-        pid = self.rec.get("pid", 0)
-        return bool(pid) and lean.proc_start(pid) == self.rec.get("pid_start")
-
-    def running(self) -> bool:
-        return self.rec.get("state") == "running" and self.pause_alive()
-
-    def ns(self, pause_fd: int) -> dict[str, str | int]:
-        """The pins to setns through; pause's pidfd for a kind without one (ipc,
-        uts and pid are never pinned, a mnt pin the kernel refused: pins.pin;
-        net of a --net host pod, which is the host's anyway)."""
-        return {k: p if os.path.exists(p := os.path.join(self.nsdir, k)) else pause_fd
-                for k in sc.NS_KINDS}
 
 
 def member_env(extra: dict[str, str], hostname: str) -> dict[str, str]:
@@ -204,7 +187,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
     if not spec.argv:
         raise UsageError("join: no command given (nspod join POD -- CMD [ARG...])")
     os.makedirs(pod.path("members"), exist_ok=True)
-    _prune(pod)
+    prune(pod)
     name = spec.name or _generate_name(pod, spec.argv[0])
     _claim_name(pod, name)
     lean.checkpoint("claimed")
@@ -215,7 +198,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
         try:
             overlay = image.Overlay.make(img.root, pod.path("members", f"{name}.overlay"))
         except (NspodError, OSError):
-            _drop_record(pod, name)
+            drop_record(pod, name)
             raise
     records = os.open(pod.path("exits"),
                       os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -237,9 +220,9 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
 
             piped = PipeRelay()
         try:
-            prepare, cgroup_fds, enter_cgroup, seccomp = _prepare(pod, spec, overlay)
+            prepare, cgroup_fds, enter_cgroup, seccomp = prepare_member(pod, spec, overlay)
         except NspodError:
-            _drop_record(pod, name)  # claimed, never filled: no empty record left
+            drop_record(pod, name)  # claimed, never filled: no empty record left
             raise
         mspec = spawn.MemberSpec(
             argv=spec.argv,
@@ -266,13 +249,13 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
         started = time.time()
 
         def on_started(host_pid: int, pod_pid: int, logger_pid: int) -> None:
-            _finish_stale(pod, records, pod_pid)
+            finish_stale(pod, records, pod_pid)
             for pid in (pod_pid, logger_pid):
                 if pid:
                     os.close(_create(str(pid), 0o644, records))
             rec = {
                 "name": name, "argv": spec.argv, "host_pid": host_pid,
-                "oom_kills": _oom_kills(pod),
+                "oom_kills": oom_kills(pod),
                 "pid_start": lean.proc_start(host_pid) or 0, "pod_pid": pod_pid,
                 "logger_pid": logger_pid, "started": started, "detached": spec.detach,
                 "tty": spec.tty, "image": img.id if img is not None else None,
@@ -292,7 +275,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             try:
                 member = spawn.start_member(mspec, on_started)
             except NspodError:
-                _drop_record(pod, name)
+                drop_record(pod, name)
                 raise
             finally:
                 if slave >= 0:
@@ -318,7 +301,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                     terminal.restore()
             # its status is read: a finished foreground member leaves no file
             # (each would be a page of the pod's tmpfs, charged to its memory)
-            _forget(pod, records, name, member.pod_pid, 0)
+            forget(pod, records, name, member.pod_pid, 0)
             return name, spawn.exit_code(status)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, spawn.FORWARDED)
@@ -331,88 +314,6 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             os.close(master)
         if piped is not None:
             piped.close()
-
-
-def _prepare(pod: Pod, spec: JoinSpec, overlay: Any = None) -> tuple[
-        Callable[[], dict[str, str]], list[int], Callable[[], None], tuple[int, bytes] | None]:
-    """The member's setup before exec, run in it (in its own mount namespace).
-
-    Order matters: join the pod's cgroup first (through fds opened here, in the
-    host's mounts), then the filesystem, then /proc masks, user and
-    capabilities last, since they take away the rights the steps before need.
-    The seccomp filter (compiled here, or read from the pod's cache) comes
-    after all of them: spawn loads it just before exec.
-    """
-    from nspod import cgroups, etcfiles, mixing, rootfs, seccomp, security
-
-    pod_spec = pod.rec.get("spec", {})
-    etc = pod.path("etc")
-    if overlay is not None:  # image.Overlay: the image below, the member's writes above
-        root = overlay.merged
-    else:
-        root = rootfs.check_rootfs(spec.rootfs) if spec.rootfs else pod_spec.get("rootfs")
-    if root == "/":  # --rootfs /: the host's files, overriding the pod's rootfs
-        root = None
-    mixing.claim(pod, host=not root, mix=spec.mix_roots)
-    volumes = [rootfs.Volume.from_list(v) for v in pod_spec.get("volumes", [])]
-    volumes += list(spec.volumes)
-    rootfs.check_volumes(volumes)
-    read_only = spec.read_only or bool(pod_spec.get("read_only"))
-    policy = security.resolve(security.SecurityOpts.from_spec(pod_spec),
-                              spec.security or security.SecurityOpts(), spec.user)
-    bpf = seccomp.member_filter(pod.dir, pod_spec.get("seccomp"), spec.seccomp,
-                                policy.caps, policy.privileged)
-    cgroup_fds = cgroups.open_procs(cgroups.children(pod_spec.get("cgroups", []),
-                                                     cgroups.MEMBERS))
-    explicit = spec.env
-
-    def enter_cgroup() -> None:
-        cgroups.enter(cgroup_fds)
-        if cgroup_fds:
-            # its own cgroup namespace, rooted where it now is: the member
-            # sees "/", not the host's tree and the pod's limits above it
-            sc.unshare(sc.CLONE_NEWCGROUP)
-
-    def prepare() -> dict[str, str]:
-        enter_cgroup()
-        if root:
-            # what runs after the pivot must already be imported: the new root
-            # has no Python (python-prctl's C module, for capabilities)
-            security.preload()
-            if overlay is not None:
-                overlay.mount()
-            rootfs.enter(root, volumes, read_only,
-                         etc if os.path.isdir(etc) else None, mask=not policy.privileged)
-            if overlay is not None and spec.cwd and not read_only:
-                # an image's WorkingDir need not exist in it (docker makes it);
-                # made by a walk inside the root: a plain makedirs followed the
-                # image's /proc/self/fd/N/.. to a directory fd still open here
-                # and made the directory on the host
-                _make_dir_in_root(spec.cwd)
-        else:
-            # the pod's /etc/hosts, hostname, resolv.conf over the host's, privately
-            etcfiles.bind_into(etc, "/")
-            rootfs.bind_volumes(volumes)
-            if not policy.privileged:
-                security.mask_host()
-        env = security.apply_security(policy, "/")
-        return {k: v for k, v in env.items() if k not in explicit}  # -e wins
-
-    return prepare, cgroup_fds, enter_cgroup, bpf
-
-
-def _make_dir_in_root(path: str) -> None:
-    """mkdir -p path in this process's root, never through a magic link (rootfs.resolve_in)."""
-    from nspod import rootfs
-
-    try:
-        root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.close(rootfs.resolve_in(root, path, create="dir"))
-        finally:
-            os.close(root)
-    except OSError:
-        pass  # the chdir after says what is wrong
 
 
 def _create(path: str, mode: int, dir_fd: int | None = None) -> int:
@@ -447,166 +348,5 @@ def _open_log(name: str, logs: int, append: bool) -> int:
     return _create(name, 0o640, logs)
 
 
-def _oom_kills(pod: Pod) -> int | None:
-    from nspod import cgroups
-
-    return cgroups.oom_kills(pod.rec.get("spec", {}).get("cgroups") or [])
-
-
-def _drop_record(pod: Pod, name: str) -> None:
-    """A join that failed before its member ran leaves neither record nor log."""
-    for path in (pod.path("members", f"{name}.json"), pod.path("logs", f"{name}.log")):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-
-
-MAX_ENDED = 100  # ended members whose records ps keeps showing, per pod
-
-
-def _prune(pod: Pod) -> None:
-    """Keeps the records of at most MAX_ENDED ended members: the oldest go.
-
-    One listdir while under the bound (join's path); running members are
-    never touched.
-    """
-    try:
-        if len(os.listdir(pod.path("members"))) <= MAX_ENDED:
-            return
-    except FileNotFoundError:
-        return
-    records_fd = os.open(pod.path("exits"),
-                         os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        _prune_open(pod, records_fd)
-    finally:
-        os.close(records_fd)
-
-
-def _prune_open(pod: Pod, records_fd: int) -> None:
-    stale = time.time() - 60
-    with os.scandir(pod.path("members")) as entries:
-        for e in entries:  # claims of joins killed before they wrote the record
-            st = e.stat(follow_symlinks=False)
-            if e.name.endswith(".json") and st.st_size == 0 and st.st_mtime < stale:
-                _forget(pod, records_fd, e.name[:-5], 0, 0)
-    ended = []
-    for rec, _path in member_records(pod, skip_damaged=True):
-        state, finished = _member_state(pod, rec)
-        if state != "running":
-            ended.append((finished or rec["started"], rec))
-    ended.sort(key=lambda e: e[0])
-    for _, rec in ended[:max(len(ended) - MAX_ENDED, 0)]:
-        _forget(pod, records_fd, rec["name"], rec.get("pod_pid", 0), rec.get("logger_pid", 0))
-
-
-def _forget(pod: Pod, records_fd: int, name: str, pod_pid: int, logger_pid: int) -> None:
-    """Removes an ended member's files: record, exit records, logs."""
-    for path, fd in ((pod.path("members", f"{name}.json"), None),
-                     (pod.path("logs", f"{name}.log"), None),
-                     (pod.path("logs", f"{name}.log.1"), None),
-                     (str(pod_pid), records_fd), (str(logger_pid), records_fd)):
-        if path == "0":
-            continue
-        try:
-            os.unlink(path, dir_fd=fd)
-        except OSError:
-            pass
-
-
-def _finish_stale(pod: Pod, exits_fd: int, pod_pid: int) -> None:
-    """A pod pid is being reused: fold the old exit record into its member first."""
-    old = spawn.read_exit_record(exits_fd, pod_pid)
-    if old is None:
-        return
-    for rec, path in member_records(pod, skip_damaged=True):  # a join must not fail on them
-        if rec.get("pod_pid") == pod_pid and "status" not in rec:
-            rec["status"], rec["finished"] = old
-            lean.write_atomic(path, lean.dumps(rec), sync=False)
-
-
 def _readable(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])
-
-
-def read_member(path: str) -> dict[str, Any] | None:
-    """A member's record; None while its name is claimed and the record not yet written."""
-    return records.read_claimed(path, records.MEMBER, records.MEMBER_REQUIRED)
-
-
-def member_records(pod: Pod, skip_damaged: bool = False) -> Iterator[tuple[dict[str, Any], str]]:
-    """Each member record of the pod with its path; claimed ones not yet written are skipped."""
-    try:
-        names = sorted(os.listdir(pod.path("members")))
-    except FileNotFoundError:
-        return
-    for fname in names:
-        if not fname.endswith(".json") or fname.startswith("."):
-            continue
-        path = pod.path("members", fname)
-        try:
-            rec = read_member(path)
-        except FileNotFoundError:
-            continue  # removed meanwhile
-        except DamagedRecord:
-            if skip_damaged:
-                continue
-            raise
-        if rec is not None:
-            yield rec, path
-
-
-def member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
-    """('running' | 'exited (N)' | 'killed (SIGNAME)', finish time).
-
-    A SIGKILL while the pod's cgroup counted a new OOM kill reads
-    'killed (SIGKILL, out of memory)'.
-    """
-    state, finished = _member_state(pod, rec)
-    if state == "killed (SIGKILL)" and rec.get("oom_kills") is not None:
-        now = _oom_kills(pod)
-        if now is not None and now > rec["oom_kills"]:
-            state = "killed (SIGKILL, out of memory)"
-    return state, finished
-
-
-def _member_state(pod: Pod, rec: dict[str, Any]) -> tuple[str, float | None]:
-    status, finished = run_status(pod, rec)
-    if status is None:
-        return "running", None
-    return describe_status(status), finished
-
-
-def run_status(pod: Pod, rec: dict[str, Any]) -> tuple[int | None, float | None]:
-    """(wait status, end time) of the member's current run; (None, None) while it runs."""
-    if "status" in rec:
-        return rec["status"], rec.get("finished")
-    try:
-        fd = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        fd = -1
-    if fd >= 0:
-        try:
-            got = spawn.read_exit_record(fd, rec.get("pod_pid", 0))
-        finally:
-            os.close(fd)
-        if got is not None:
-            return got
-    if rec.get("host_pid") and lean.proc_start(rec["host_pid"]) == rec.get("pid_start"):
-        return None, None
-    # Gone with no record: the pod died under it (the kernel SIGKILLs a PID
-    # namespace whose init dies) or the member never started.
-    return int(signal.SIGKILL), pod.rec.get("finished") or time.time()
-
-
-def describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        import signal as sigmod
-
-        sig = os.WTERMSIG(status)
-        try:
-            return f"killed ({sigmod.Signals(sig).name})"
-        except ValueError:
-            return f"killed (signal {sig})"
-    return f"exited ({os.WEXITSTATUS(status)})"
