@@ -160,6 +160,16 @@ def parse(verb: Verb, argv: list[str]) -> Parsed:
     return Parsed(verb.name, values, command)
 
 
+def parse_sub(group: str, verbs: dict[str, Verb], args: list[str]) -> tuple[str, Verb, Parsed]:
+    """`nspod GROUP VERB ARGS...` (image, kube): the verb named first in args, its
+    arguments parsed."""
+    name = args.pop(0)
+    verb = verbs.get(name)
+    if verb is None:
+        raise UsageError(f"{group}: unknown verb {name!r} (see nspod {group} --help)")
+    return name, verb, parse(verb, args)
+
+
 def _convert(verb: Verb, o: Opt, name: str, raw: str) -> Any:
     if o.convert is None:
         return raw

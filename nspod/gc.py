@@ -60,14 +60,14 @@ def teardown(store: Store, name: str, rec: PodRecord | None,
 
 def _delete_veth_of_network(store: Store, name: str, rec: PodRecord) -> None:
     """The veth a pod on a named network may have (the by-name release finds the default's)."""
-    from nspod import net, network
+    from nspod import net, network, rtnl
 
     with contextlib.suppress(NspodError, OSError):
         if rec.net.get("veth"):
-            net.delete_link(rec.net["veth"])
+            rtnl.delete_link(rec.net["veth"])
         want = rec.spec.get("network")
         if isinstance(want, str) and want != network.DEFAULT:
-            net.delete_link(net.veth_name(store.root, name, network.load(store, want).bridge))
+            rtnl.delete_link(net.veth_name(store.root, name, network.load(store, want).bridge))
 
 
 def settle(store: Store, rec: PodRecord) -> PodRecord:

@@ -68,7 +68,7 @@ def _each(a: Parsed, root: str | None, fn: Any) -> int:
 
 def cmd_create(a: Parsed, root: str | None) -> int:
     from nspod import pod
-    from nspod.cgroups import Limits
+    from nspod.limits import Limits
 
     spec = pod.CreateSpec(
         name=a.name, hostname=a.hostname, net=a.net, ip=a.ip, ports=tuple(a.publish),

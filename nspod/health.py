@@ -16,7 +16,7 @@ import os
 import select
 import time
 
-from nspod import lean, policy, spawn
+from nspod import exits, lean, policy, spawn
 from nspod import syscalls as sc
 from nspod.errors import NspodError
 
@@ -94,13 +94,13 @@ class Check:
         self._drain()
         status = self._status()
         self._close()
-        return spawn.exit_code(status), self.output[:policy.HEALTH_OUTPUT]
+        return exits.exit_code(status), self.output[:policy.HEALTH_OUTPUT]
 
     def _status(self) -> int:
         fd = os.open(self.pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             deadline = time.monotonic() + 1.0
-            while (got := spawn.read_exit(fd, self.member.pod_pid)) is None:
+            while (got := exits.read_exit(fd, self.member.pod_pid)) is None:
                 if time.monotonic() > deadline:
                     return int(signal.SIGKILL)
                 time.sleep(0.001)

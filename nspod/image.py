@@ -1,4 +1,5 @@
-"""Images: the local store, names, lookups, use by pods, removal; a member's overlay root.
+"""Images: the local store, lookups, use by pods, removal. Names: imagenames.py; a
+member's overlay root: overlay.py.
 
     STORAGE/images/                 STORAGE: $NSPOD_STORAGE or /var/lib/nspod (store.storage_root)
       store.lock                    flock: commits, name changes, rm, prune
@@ -22,6 +23,7 @@ import os
 
 from nspod import lean
 from nspod.errors import NoSuchImage, NspodError, UsageError, os_reason
+from nspod.imagenames import HEX, key, normalize
 from nspod.store import storage_root
 
 TYPE_CHECKING = False
@@ -29,62 +31,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 PULL_POLICIES = ("always", "missing", "never")
-DEFAULT_REGISTRY = "docker.io"
-_HEX = frozenset("0123456789abcdef")
-_REPO_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-/")
-_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-
-
-# -- names ----------------------------------------------------------------------------
-
-
-def default_registry() -> str:
-    """Where a short name (`busybox`, `team/app`) is looked for: $NSPOD_REGISTRY or docker.io."""
-    return os.environ.get("NSPOD_REGISTRY") or DEFAULT_REGISTRY
-
-
-def normalize(ref: str) -> str:
-    """A docker reference in full: `busybox` -> `docker.io/library/busybox:latest`.
-
-    Raises UsageError for what is not a reference (it becomes a file name).
-    """
-    raw = ref
-    name, at, digest = ref.partition("@")
-    slash, colon = name.rfind("/"), name.rfind(":")
-    tag = ""
-    if colon > slash:
-        name, tag = name[:colon], name[colon + 1:]
-    first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        domain, path = first, rest
-    else:
-        domain, path = default_registry(), name
-        if domain == DEFAULT_REGISTRY and "/" not in path:
-            path = "library/" + path
-    bad = (not path or not domain or any(ch not in _REPO_CHARS for ch in path)
-           or "//" in path or path.startswith("/") or path.endswith("/")
-           or not domain[0].isalnum() or any(not (ch.isalnum() or ch in ".-:[]") for ch in domain)
-           or (tag and (len(tag) > 128 or any(ch not in _TAG_CHARS for ch in tag)))
-           or (at and (tag or not digest.startswith("sha256:")
-                       or len(digest) != 71 or any(c not in _HEX for c in digest[7:]))))
-    if bad:
-        raise UsageError(f"invalid image reference {raw!r}")
-    full = f"{domain}/{path}@{digest}" if at else f"{domain}/{path}:{tag or 'latest'}"
-    if len(full) > 250:
-        raise UsageError(f"invalid image reference {raw[:40]!r}...: too long")
-    return full
-
-
-def split_name(name: str) -> tuple[str, str]:
-    """`reg/app:v1` -> (`reg/app`, `v1`); `reg/app@sha256:..` -> (`reg/app`, `<none>`)."""
-    if "@" in name:
-        return name.split("@", 1)[0], "<none>"
-    repo, _, tag = name.rpartition(":")
-    return repo, tag
-
-
-def _key(name: str) -> str:
-    return name.replace("/", "+")  # '+' is never part of a reference
 
 
 # -- the store ------------------------------------------------------------------------
@@ -147,7 +93,7 @@ class ImageStore:
     def name_lock(self, name: str) -> _Flock:
         """One pull of a name at a time; a second waits, then finds it there."""
         self.ensure()
-        return _Flock(os.path.join(self.locks, _key(name) + ".lock"), os.O_RDWR | os.O_CREAT,
+        return _Flock(os.path.join(self.locks, key(name) + ".lock"), os.O_RDWR | os.O_CREAT,
                       fcntl.LOCK_EX)
 
     def image_lock(self, image_id: str, shared: bool) -> _Flock:
@@ -159,7 +105,7 @@ class ImageStore:
             entries = os.listdir(self.top)
         except FileNotFoundError:
             return []
-        return sorted(e for e in entries if len(e) == 64 and not set(e) - _HEX
+        return sorted(e for e in entries if len(e) == 64 and not set(e) - HEX
                       and os.path.exists(os.path.join(self.top, e, "image.json")))
 
     def load(self, image_id: str) -> Image:
@@ -191,11 +137,11 @@ class ImageStore:
 
     def set_name(self, name: str, image_id: str) -> None:
         """Points name at image_id (call with the store's lock held)."""
-        lean.write_atomic(os.path.join(self.names, _key(name)), image_id + "\n")
+        lean.write_atomic(os.path.join(self.names, key(name)), image_id + "\n")
 
     def drop_name(self, name: str) -> None:
         try:
-            os.unlink(os.path.join(self.names, _key(name)))
+            os.unlink(os.path.join(self.names, key(name)))
         except FileNotFoundError:
             pass
 
@@ -211,11 +157,11 @@ class ImageStore:
             full = ""
         if full:
             try:
-                return lean.read_text(os.path.join(self.names, _key(full))).strip(), full
+                return lean.read_text(os.path.join(self.names, key(full))).strip(), full
             except FileNotFoundError:
                 pass
         low = ref.removeprefix("sha256:")
-        if 3 <= len(low) <= 64 and not set(low) - _HEX:
+        if 3 <= len(low) <= 64 and not set(low) - HEX:
             hits = [i for i in self.ids() if i.startswith(low)]
             if len(hits) == 1:
                 return hits[0], None
@@ -408,53 +354,3 @@ def env_of(config: dict[str, Any]) -> dict[str, str]:
         if key:
             out[key] = val
     return out
-
-
-class Overlay:
-    """A member's root: the image below, read-only; its own upper and work dirs.
-
-    They live beside the member's record (pods/POD/members/NAME.overlay) and go
-    with it: when the name is reused, and with the pod.
-    """
-
-    __slots__ = ("lower", "upper", "work", "merged")
-
-    def __init__(self, lower: str, base: str) -> None:
-        self.lower = lower
-        self.upper = os.path.join(base, "upper")
-        self.work = os.path.join(base, "work")
-        # mounted over base itself: the member's root hides upper and work, and a
-        # join makes one directory fewer
-        self.merged = base
-        for p in (lower, base):
-            if any(ch in p for ch in ",:\\"):
-                raise NspodError(f"overlay {p}: a path with ',', ':' or '\\' cannot be used")
-
-    @classmethod
-    def make(cls, lower: str, base: str) -> Overlay:
-        """Fresh, empty dirs at base (an old member's of that name are removed)."""
-        ov = cls(lower, base)
-        try:
-            os.mkdir(base, 0o755)
-        except FileExistsError:
-            remove_tree(base)
-            os.mkdir(base, 0o755)
-        for d in (ov.upper, ov.work):
-            os.mkdir(d, 0o755)
-        return ov
-
-    def mount(self) -> None:
-        """Mounts it at merged; in the member's own mount namespace (nothing on the host).
-
-        volatile: the upper is scratch, so umount skips syncing it. The image is
-        hostile: overlay's own xattrs in it (trusted.overlay.redirect, metacopy)
-        are never followed (overlayfs.rst).
-        """
-        from nspod import syscalls as sc
-
-        try:
-            sc.mount("overlay", self.merged, "overlay", sc.MS_NODEV,
-                     f"lowerdir={self.lower},upperdir={self.upper},workdir={self.work},"
-                     "volatile,redirect_dir=nofollow,metacopy=off")
-        except OSError as e:
-            raise NspodError(f"overlay root {self.merged}: {os_reason(e)}") from e

@@ -1,4 +1,5 @@
-"""Getting images into the store: pull (skopeo), load (docker/OCI archives), import.
+"""Getting images into the store: pull (skopeo), load (docker/OCI archives); import
+(a root filesystem tarball) is in imageimport.py, on the same road.
 
 Every way in goes the same road: skopeo copies the image into an OCI layout
 in a private staging directory under images/tmp/, umoci unpacks it there
@@ -14,14 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import subprocess
 import time
 
-from nspod import image
-from nspod.errors import NspodError, UsageError, os_reason
+from nspod import image, imagenames
+from nspod.errors import NspodError, UsageError
 from nspod.image import Image, ImageStore
 from nspod.poddir import checkpoint  # NSPOD_KILL_AT=image-copied|image-unpacked
 
@@ -68,7 +68,7 @@ def _reason(stderr: str) -> str:
 
 
 @contextlib.contextmanager
-def _staging(store: ImageStore) -> Iterator[str]:
+def staging(store: ImageStore) -> Iterator[str]:
     """A private directory under tmp/, flocked while we work in it, removed after."""
     store.ensure()
     with store.lock():
@@ -117,7 +117,7 @@ def _tree_size(top: str) -> int:
     return total
 
 
-def _install(store: ImageStore, stage: str, names: list[str], source: str) -> Image:
+def install(store: ImageStore, stage: str, names: list[str], source: str) -> Image:
     """Unpacks the staged layout (unless the image is already stored) and commits it."""
     layout = os.path.join(stage, "layout")
     digest, manifest, config, image_id = _read_layout(layout)
@@ -194,13 +194,13 @@ def _copy(stage: str, source: str, what: str, tls_verify: bool = True) -> None:
 
 def _oci_dir_name(path: str, tag: str) -> str:
     base = "".join(ch if ch.isalnum() else "-" for ch in os.path.basename(path.rstrip("/")))
-    return image.normalize(f"localhost/{base.lower().strip('-') or 'image'}:{tag or 'latest'}")
+    return imagenames.normalize(f"localhost/{base.lower().strip('-') or 'image'}:{tag or 'latest'}")
 
 
 def source_of(ref: str) -> tuple[str, str]:
     """(what skopeo copies from, the name it gets here) for pull's REF."""
     if ref.startswith("docker://"):
-        full = image.normalize(ref[len("docker://"):])
+        full = imagenames.normalize(ref[len("docker://"):])
         return "docker://" + full, full
     if ref.startswith("oci:"):
         path, _, tag = ref[len("oci:"):].partition(":")
@@ -209,7 +209,7 @@ def source_of(ref: str) -> tuple[str, str]:
         raise UsageError(f"image pull {ref}: archives come in with nspod image load FILE")
     if ref.split(":", 1)[0] in ("containers-storage", "docker-daemon", "dir", "ostree", "sif"):
         raise UsageError(f"image pull {ref}: transport not supported (docker://, oci:)")
-    full = image.normalize(ref)
+    full = imagenames.normalize(ref)
     return "docker://" + full, full
 
 
@@ -220,9 +220,9 @@ def pull(store: ImageStore, ref: str, tls_verify: bool = True) -> Image:
     the same image unpack it once (the second finds it committed).
     """
     source, name = source_of(ref)
-    with store.name_lock(name), _staging(store) as stage:
+    with store.name_lock(name), staging(store) as stage:
         _copy(stage, source, f"pull {ref}", tls_verify)
-        return _install(store, stage, [name], source)
+        return install(store, stage, [name], source)
 
 
 # -- load -------------------------------------------------------------------------------
@@ -246,7 +246,7 @@ def _archive_entries(path: str) -> list[tuple[str, list[str]]]:
         if "manifest.json" in members:  # docker save / podman save (docker-archive)
             manifest = _json_member(tar, members["manifest.json"], path)
             return [(f"docker-archive:{path}:@{i}",
-                     [image.normalize(t) for t in entry.get("RepoTags") or []])
+                     [imagenames.normalize(t) for t in entry.get("RepoTags") or []])
                      for i, entry in enumerate(manifest)]
         if "index.json" in members and "oci-layout" in members:  # podman save --format oci-archive
             index = _json_member(tar, members["index.json"], path)
@@ -274,7 +274,7 @@ def _json_member(tar: Any, member: Any, path: str) -> Any:
 def _oci_ref_name(ref: str, path: str) -> str:
     """An OCI archive's ref.name annotation: a full name (podman), or only a tag."""
     if "/" in ref or ":" in ref:
-        return image.normalize(ref)
+        return imagenames.normalize(ref)
     stem = os.path.basename(path).split(".", 1)[0]
     return _oci_dir_name(stem, ref)
 
@@ -283,7 +283,7 @@ def load(store: ImageStore, path: str) -> list[tuple[Image, list[str]]]:
     """Stores every image of a `docker save` / `podman save` archive (either format,
     plain or compressed: `docker save | gzip` is common, and skopeo reads only tar)."""
     path = os.path.abspath(path)
-    with _staging(store) as unpacked:
+    with staging(store) as unpacked:
         opener = _decompressor(path)
         if opener is not None:
             plain = os.path.join(unpacked, os.path.basename(path).rsplit(".", 1)[0])
@@ -300,9 +300,9 @@ def load(store: ImageStore, path: str) -> list[tuple[Image, list[str]]]:
             raise NspodError(f"image load {path}: the archive holds no image")
         out: list[tuple[Image, list[str]]] = []
         for source, names in entries:
-            with _staging(store) as stage:
+            with staging(store) as stage:
                 _copy(stage, source, f"image load {path}")
-                out.append((_install(store, stage, names, source), names))
+                out.append((install(store, stage, names, source), names))
         return out
 
 
@@ -329,96 +329,3 @@ def _decompressor(path: str) -> Any:
 
         return bz2.open
     return None
-
-
-# -- import -----------------------------------------------------------------------------
-
-_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
-           "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
-
-
-def _layer_from(tarball: str, blobs: str) -> tuple[str, str, int, str]:
-    """Copies a root filesystem tarball in as a layer blob.
-
-    Returns (layer digest, diff id, size, media type); gzip stays gzip, xz
-    and bzip2 become plain tar (umoci reads tar and gzip).
-    """
-    import bz2
-    import gzip
-    import lzma
-
-    with open(tarball, "rb") as f:
-        magic = f.read(6)
-    tmp = os.path.join(blobs, ".layer")
-    if magic.startswith(b"\x1f\x8b"):
-        opener: Any = gzip.open
-        media = "application/vnd.oci.image.layer.v1.tar+gzip"
-    else:
-        opener = (lzma.open if magic.startswith(b"\xfd7zXZ") else
-                  bz2.open if magic.startswith(b"BZh") else open)
-        media = "application/vnd.oci.image.layer.v1.tar"
-    diff = hashlib.sha256()
-    digest = hashlib.sha256()
-    size = 0
-    with opener(tarball, "rb") as src, open(tmp, "wb") as out:
-        raw = open(tarball, "rb") if media.endswith("gzip") else None
-        try:
-            while chunk := src.read(1 << 20):
-                diff.update(chunk)
-                if raw is None:
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-            if raw is not None:
-                while chunk := raw.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-        finally:
-            if raw is not None:
-                raw.close()
-    os.rename(tmp, os.path.join(blobs, digest.hexdigest()))
-    return "sha256:" + digest.hexdigest(), "sha256:" + diff.hexdigest(), size, media
-
-
-def _put_json(blobs: str, obj: dict[str, Any]) -> tuple[str, int]:
-    data = json.dumps(obj, separators=(",", ":")).encode()
-    hexd = hashlib.sha256(data).hexdigest()
-    with open(os.path.join(blobs, hexd), "wb") as f:
-        f.write(data)
-    return "sha256:" + hexd, len(data)
-
-
-def import_tarball(store: ImageStore, tarball: str, name: str) -> Image:
-    """A one-layer image of a root filesystem tarball (`docker export`, `tar -C root -c .`)."""
-    full = image.normalize(name if "/" in name or "." in name else f"localhost/{name}")
-    if not os.path.isfile(tarball):
-        raise NspodError(f"image import {tarball}: no such file")
-    with _staging(store) as stage:
-        layout = os.path.join(stage, "layout")
-        blobs = os.path.join(layout, "blobs", "sha256")
-        os.makedirs(blobs)
-        try:
-            digest, diff_id, size, media = _layer_from(tarball, blobs)
-        except (OSError, EOFError, ValueError) as e:
-            why = os_reason(e) if isinstance(e, OSError) and e.strerror else str(e)
-            raise NspodError(f"image import {tarball}: {why}") from None
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        config = {"created": now, "architecture": _GOARCH.get(os.uname().machine,
-                                                              os.uname().machine),
-                  "os": "linux", "config": {},
-                  "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-                  "history": [{"created": now, "created_by": f"nspod image import {tarball}"}]}
-        cdigest, csize = _put_json(blobs, config)
-        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                               "digest": cdigest, "size": csize},
-                    "layers": [{"mediaType": media, "digest": digest, "size": size}]}
-        mdigest, msize = _put_json(blobs, manifest)
-        with open(os.path.join(layout, "oci-layout"), "w") as f:
-            json.dump({"imageLayoutVersion": "1.0.0"}, f)
-        with open(os.path.join(layout, "index.json"), "w") as f:
-            json.dump({"schemaVersion": 2, "manifests": [
-                {"mediaType": manifest["mediaType"], "digest": mdigest, "size": msize,
-                 "annotations": {REF_ANNOTATION: "img"}}]}, f)
-        return _install(store, stage, [full], f"import:{os.path.abspath(tarball)}")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from nspod.args import Opt, Parsed, Verb, parse, usage
-from nspod.errors import UsageError
+from nspod.args import Opt, Parsed, Verb, parse_sub, usage
+from nspod.options import boolean
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,14 +21,6 @@ STORAGE = ("Images live under $NSPOD_STORAGE/images (default /var/lib/nspod/imag
            "once each; they survive a reboot.")
 
 
-def _bool(value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise ValueError(f"{value!r} is not true or false")
-
-
 IMAGE_VERBS = {  # named "image VERB": usage and errors say `nspod image pull ...`
     v.name.split()[1]: v
     for v in (
@@ -36,7 +28,7 @@ IMAGE_VERBS = {  # named "image VERB": usage and errors say `nspod image pull ..
              ("REF",),
              (Opt(("--tls-verify",), "tls_verify", "require HTTPS and a valid certificate "
                   "(default true; false for a plain-HTTP registry)", "BOOL", default=True,
-                  convert=_bool),
+                  convert=boolean),
               Opt(("-q", "--quiet"), "quiet", "print only the image id")),
              details="REF: NAME[:TAG|@DIGEST] (a short name is looked for in $NSPOD_REGISTRY,\n"
              "default docker.io), docker://NAME, oci:DIR[:TAG]. Credentials come from the\n"
@@ -78,9 +70,9 @@ def cmd_load(a: Parsed, store: ImageStore) -> int:
 
 
 def cmd_import(a: Parsed, store: ImageStore) -> int:
-    from nspod import imagefetch
+    from nspod import imageimport
 
-    print(imagefetch.import_tarball(store, a.tarball, a.name).id)
+    print(imageimport.import_tarball(store, a.tarball, a.name).id)
     return 0
 
 
@@ -114,7 +106,7 @@ def listing(store: ImageStore) -> list[dict[str, object]]:
 
 
 def cmd_ls(a: Parsed, store: ImageStore) -> int:
-    from nspod import image, render
+    from nspod import imagenames, render
 
     images = listing(store)
     if a.quiet:
@@ -128,7 +120,7 @@ def cmd_ls(a: Parsed, store: ImageStore) -> int:
     for i in images:
         names: list[str] = i["names"] or [""]  # type: ignore[assignment]
         for n in names:
-            repo, tag = image.split_name(n) if n else ("<none>", "<none>")
+            repo, tag = imagenames.split_name(n) if n else ("<none>", "<none>")
             rows.append((repo, tag, str(i["id"])[:12], _age(i["created"]),  # type: ignore[arg-type]
                          render.size(i["size"])))  # type: ignore[arg-type]
     print(render.table(rows))
@@ -182,11 +174,7 @@ def run(args: list[str]) -> int:
     if not args:
         print(help_text(), file=sys.stderr)
         return 2
-    name = args.pop(0)
-    verb = IMAGE_VERBS.get(name)
-    if verb is None:
-        raise UsageError(f"image: unknown verb {name!r} (see nspod image --help)")
-    parsed = parse(verb, args)
+    name, verb, parsed = parse_sub("image", IMAGE_VERBS, args)
     if parsed.help:
         print(usage(verb))
         return 0

@@ -59,16 +59,21 @@ class Subnet:
 
 
 def subnet_from_env() -> Subnet:
+    raw = os.environ.get("NSPOD_SUBNET") or DEFAULT_SUBNET
+    return Subnet(parse_subnet(raw, f"NSPOD_SUBNET {raw!r}"))
+
+
+def parse_subnet(raw: str, label: str) -> ipaddress.IPv4Network:
+    """raw as a subnet a pod network can use (/29 at the smallest); label heads the error."""
     import ipaddress
 
-    raw = os.environ.get("NSPOD_SUBNET") or DEFAULT_SUBNET
     try:
         net = ipaddress.IPv4Network(raw, strict=True)
     except ValueError as e:
-        raise UsageError(f"NSPOD_SUBNET {raw!r}: {e}") from None
+        raise UsageError(f"{label}: {e}") from None
     if net.prefixlen > 29:
-        raise UsageError(f"NSPOD_SUBNET {raw!r}: too small (at most /29)")
-    return Subnet(net)
+        raise UsageError(f"{label}: too small (at most /29)")
+    return net
 
 
 def parse_ip(raw: str) -> str:

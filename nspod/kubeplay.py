@@ -133,13 +133,14 @@ def _check_host_paths(plan: PodPlan) -> None:
 
 def _play_pod(store: Store, plan: PodPlan, images: dict[str, str], tls_verify: bool,
               made: list[str]) -> None:
-    from nspod import cgroups, pod, portmap
+    from nspod import pod, portspec
+    from nspod.limits import Limits
 
     # everything that can fail without making anything, first (images are pulled here)
     roots = {c.name: _root_of(plan, c, images, tls_verify)
              for c in (*plan.init_containers, *plan.containers)}
     _check_host_paths(plan)
-    ports = tuple(portmap.Publish(p.host_port, p.container_port, p.protocol.lower(), p.host_ip)
+    ports = tuple(portspec.Publish(p.host_port, p.container_port, p.protocol.lower(), p.host_ip)
                   for c in plan.containers for p in c.ports
                   if p.host_port and not plan.host_network)
     annotated = {n: r.rootfs for n, r in roots.items() if r.rootfs is not None}
@@ -147,7 +148,7 @@ def _play_pod(store: Store, plan: PodPlan, images: dict[str, str], tls_verify: b
             "source": plan.source}
     spec = pod.CreateSpec(name=plan.name, hostname=plan.hostname,
                           net="host" if plan.host_network else "bridge", ports=ports,
-                          limits=cgroups.Limits(memory=plan.memory(), cpus=plan.cpus()))
+                          limits=Limits(memory=plan.memory(), cpus=plan.cpus()))
     pod.create(store, spec)
     made.append(plan.name)
     pdir = store.pod_dir(plan.name)
@@ -280,16 +281,16 @@ def _join(root: str, plan: PodPlan, c: Container, where: Root,
 def _wait(root: str, pod_name: str, name: str) -> tuple[str, int]:
     """Waits for member `name` to end: its state (`exited (0)`, `killed (SIGKILL)`) and
     exit code, from the record pause writes once it has reaped it."""
-    from nspod import spawn
+    from nspod import exits
 
     pod = member.Pod(root, pod_name)
     pod_pid = lean.loads(lean.read_text(pod.path("members", f"{name}.json")))["pod_pid"]
     records = os.open(pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         while True:
-            got = spawn.read_exit_record(records, pod_pid)
+            got = exits.read_exit_record(records, pod_pid)
             if got is not None:
-                return member.describe_status(got[0]), spawn.exit_code(got[0]) or 125
+                return member.describe_status(got[0]), exits.exit_code(got[0]) or 125
             if not pod.pause_alive():
                 return "was killed with its pod", 125
             time.sleep(0.02)

@@ -10,8 +10,9 @@ import os
 import sys
 from typing import Any
 
-from nspod.args import Opt, Parsed, Verb, parse, usage
+from nspod.args import Opt, Parsed, Verb, parse_sub, usage
 from nspod.errors import NspodError, UsageError, os_reason
+from nspod.options import boolean
 
 EXIT_CODES = """\
 exit codes: 0 success; 2 bad usage or a malformed manifest (the field's path is
@@ -24,14 +25,6 @@ def _image_dir(value: str) -> tuple[str, str]:
     if not eq or not ref or not path.startswith("/"):
         raise ValueError(f"{value!r} is not IMAGE=/DIR")
     return ref, path
-
-
-def _bool(value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise ValueError(f"{value!r} is not true or false")
 
 
 def _seconds(value: str) -> float:
@@ -56,7 +49,7 @@ KUBE_VERBS = {
                  "IMAGE=DIR", True, convert=_image_dir),
              Opt(("--tls-verify",), "tls_verify", "pull over HTTPS with a valid certificate "
                  "(default true; false for a plain-HTTP registry)", "BOOL", default=True,
-                 convert=_bool)),
+                 convert=boolean)),
             details="FILE is a YAML file, or - for stdin. Prints each pod's name.\n"
             "Supported: metadata.name; containers' image, command, args, env (value),\n"
             "workingDir, ports (a hostPort is published), volumeMounts, resources.limits\n"
@@ -161,11 +154,7 @@ def run(args: list[str], root: str | None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(_help(), file=sys.stdout if args else sys.stderr)
         return 0 if args else 2
-    name = args.pop(0)
-    verb = KUBE_VERBS.get(name)
-    if verb is None:
-        raise UsageError(f"kube: unknown verb {name!r} (see nspod kube --help)")
-    parsed = parse(verb, args)
+    name, verb, parsed = parse_sub("kube", KUBE_VERBS, args)
     if parsed.help:
         print(usage(verb).replace("nspod ", "nspod kube ", 1))
         return 0

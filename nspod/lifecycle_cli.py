@@ -31,7 +31,7 @@ def _duration(value: str) -> float:
 def _log_size(value: str) -> int:
     if value.strip() in ("0", "-1", "none"):
         return 0  # unbounded, as podman's -1
-    from nspod.cgroups import parse_size
+    from nspod.limits import parse_size
 
     size = parse_size(value)
     if size < LOG_MIN_SIZE:

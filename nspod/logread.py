@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 
-from nspod import lean, member, spawn
+from nspod import exits, lean, member
 from nspod.errors import NspodError, os_reason
 from nspod.memberctl import find_member
 
@@ -161,7 +161,7 @@ def logger_done(pod: member.Pod, rec: dict[str, Any]) -> bool:
     except FileNotFoundError:
         return True
     try:
-        return spawn.read_exit_record(fd, lp) is not None
+        return exits.read_exit_record(fd, lp) is not None
     finally:
         os.close(fd)
 

@@ -19,7 +19,7 @@ import select
 import stat  # os imports it already
 import time
 
-from nspod import lean, spawn
+from nspod import exits, lean, spawn
 from nspod.errors import NspodError, PodNotRunning, UsageError
 from nspod.memberprep import prepare_member
 from nspod.memberstate import MAX_ENDED as MAX_ENDED
@@ -193,10 +193,10 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
     lean.checkpoint("claimed")
     overlay = None
     if img is not None:
-        from nspod import image
+        from nspod.overlay import Overlay
 
         try:
-            overlay = image.Overlay.make(img.root, pod.path("members", f"{name}.overlay"))
+            overlay = Overlay.make(img.root, pod.path("members", f"{name}.overlay"))
         except (NspodError, OSError):
             drop_record(pod, name)
             raise
@@ -294,7 +294,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
                 return name, 0
             try:
                 relay = terminal.relay if terminal else piped.relay if piped else None
-                status = spawn.wait_member(member, records, lambda: not _readable(pause_fd),
+                status = exits.wait_member(member, records, lambda: not _readable(pause_fd),
                                            relay)
             finally:
                 if terminal is not None:
@@ -302,7 +302,7 @@ def _join(pod: Pod, spec: JoinSpec, pause_fd: int) -> tuple[str, int]:
             # its status is read: a finished foreground member leaves no file
             # (each would be a page of the pod's tmpfs, charged to its memory)
             forget(pod, records, name, member.pod_pid, 0)
-            return name, spawn.exit_code(status)
+            return name, exits.exit_code(status)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, spawn.FORWARDED)
     finally:

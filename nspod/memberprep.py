@@ -33,7 +33,7 @@ def prepare_member(pod: Pod, spec: JoinSpec, overlay: Any = None) -> tuple[
 
     pod_spec = pod.rec.get("spec", {})
     etc = pod.path("etc")
-    if overlay is not None:  # image.Overlay: the image below, the member's writes above
+    if overlay is not None:  # overlay.Overlay: the image below, the member's writes above
         root = overlay.merged
     else:
         root = rootfs.check_rootfs(spec.rootfs) if spec.rootfs else pod_spec.get("rootfs")

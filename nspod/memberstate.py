@@ -13,7 +13,7 @@ import _signal as signal  # not `signal`: it imports enum, ~8 ms
 import os
 import time
 
-from nspod import lean, records, spawn
+from nspod import exits, lean, records
 from nspod import syscalls as sc
 from nspod.errors import DamagedRecord
 
@@ -122,7 +122,7 @@ def forget(pod: Pod, records_fd: int, name: str, pod_pid: int, logger_pid: int) 
 
 def finish_stale(pod: Pod, exits_fd: int, pod_pid: int) -> None:
     """A pod pid is being reused: fold the old exit record into its member first."""
-    old = spawn.read_exit_record(exits_fd, pod_pid)
+    old = exits.read_exit_record(exits_fd, pod_pid)
     if old is None:
         return
     for rec, path in member_records(pod, skip_damaged=True):  # a join must not fail on them
@@ -189,7 +189,7 @@ def run_status(pod: Pod, rec: dict[str, Any]) -> tuple[int | None, float | None]
         fd = -1
     if fd >= 0:
         try:
-            got = spawn.read_exit_record(fd, rec.get("pod_pid", 0))
+            got = exits.read_exit_record(fd, rec.get("pod_pid", 0))
         finally:
             os.close(fd)
         if got is not None:

@@ -147,7 +147,7 @@ class _Monitor:
     def _status(self, rec: dict[str, Any], run: tuple[str, int, int],
                 now: float) -> tuple[int | None, float | None]:
         """(status, end) of the current run; (None, None) running; (None, t) ending."""
-        from nspod import spawn
+        from nspod import exits
 
         if "status" in rec:
             return rec["status"], rec.get("finished")
@@ -155,7 +155,7 @@ class _Monitor:
             return None, None
         fd = os.open(self.pod.path("exits"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            got = spawn.read_exit_record(fd, rec.get("pod_pid", 0))
+            got = exits.read_exit_record(fd, rec.get("pod_pid", 0))
         finally:
             os.close(fd)
         if got is not None:

@@ -144,7 +144,7 @@ def _create_locked(store: Store, name: str, subnet: str | None, internal: bool) 
     import contextlib
     import ipaddress
 
-    from nspod import subnets
+    from nspod import ipam, subnets
 
     if os.path.exists(os.path.join(_dir(store, name), "network.json")):
         raise NetworkExists(f'network create "{name}": network already exists')
@@ -157,12 +157,7 @@ def _create_locked(store: Store, name: str, subnet: str | None, internal: bool) 
         used.append(subnets.Used(ipaddress.IPv4Network(nw.subnet),
                                  f"network {other} ({nw.bridge})"))
     if subnet is not None:
-        try:
-            wanted = ipaddress.IPv4Network(subnet, strict=True)
-        except ValueError as e:
-            raise UsageError(f"{what}: --subnet {subnet!r}: {e}") from None
-        if wanted.prefixlen > 29:
-            raise UsageError(f"{what}: --subnet {subnet}: too small (at most /29)")
+        wanted = ipam.parse_subnet(subnet, f"{what}: --subnet {subnet!r}")
         hit = subnets.clash(wanted, used)
         if hit is not None:
             raise NspodError(f"{what}: subnet {wanted} overlaps {hit.what}")
@@ -299,7 +294,7 @@ def prune(store: Store) -> list[str]:
 
 def unwire(store: Store, nw: Network) -> None:
     """Elements, bridge, ip_forward hold of nw: gone. Idempotent."""
-    from nspod import net, portmap
+    from nspod import portmap, rtnl
 
     t = table()
     try:
@@ -309,7 +304,7 @@ def unwire(store: Store, nw: Network) -> None:
         if "no such file or directory" not in str(e):
             raise
     portmap.drop_table_if_unused(t)
-    net.delete_link(nw.bridge)
+    rtnl.delete_link(nw.bridge)
     forwarding.release(store.root, nw.name)
 
 

@@ -48,6 +48,14 @@ def seconds(value: str) -> float:
     return secs
 
 
+def boolean(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{value!r} is not true or false")
+
+
 def nonempty(value: str) -> str:
     if not value:
         raise ValueError("must not be empty")
@@ -76,15 +84,15 @@ def _parser(module: str, name: str) -> Callable[[str], Any]:
 
 signal = _parser("memberctl", "parse_signal")
 volume = _parser("rootfs", "parse_volume")
-publish = _parser("portmap", "parse_publish")
+publish = _parser("portspec", "parse_publish")
 ip = _parser("ipam", "parse_ip")
 dns = _parser("etcfiles", "parse_dns")
 add_host = _parser("etcfiles", "parse_add_host")
 cap = _parser("security", "parse_cap")
-memory = _parser("cgroups", "parse_memory")
-pids = _parser("cgroups", "parse_pids")
-cpus = _parser("cgroups", "parse_cpus")
-size = _parser("cgroups", "parse_size")
+memory = _parser("limits", "parse_memory")
+pids = _parser("limits", "parse_pids")
+cpus = _parser("limits", "parse_cpus")
+size = _parser("limits", "parse_size")
 security_opt = _parser("seccomp", "parse_security_opt")
 
 

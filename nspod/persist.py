@@ -139,7 +139,8 @@ def _members(root: str, name: str) -> list[dict[str, Any]]:
 
 
 def _create_spec(saved: dict[str, Any]):  # type: ignore[no-untyped-def]
-    from nspod import cgroups, pod, portmap, rootfs, security
+    from nspod import pod, portspec, rootfs, security
+    from nspod.limits import Limits
 
     s = saved["spec"]
     net = s.get("net", "bridge")
@@ -147,9 +148,9 @@ def _create_spec(saved: dict[str, Any]):  # type: ignore[no-untyped-def]
         net = s.get("network") or "bridge"  # the pod's network (nspod, or one made by name)
     return pod.CreateSpec(
         name=saved["name"], hostname=saved["hostname"], net=net,
-        ip=s.get("ip"), ports=tuple(portmap.Publish.from_dict(d) for d in s.get("ports", [])),
+        ip=s.get("ip"), ports=tuple(portspec.Publish.from_dict(d) for d in s.get("ports", [])),
         dns=tuple(s.get("dns", [])), add_hosts=tuple((h[0], h[1]) for h in s.get("add_hosts", [])),
-        limits=cgroups.Limits(s.get("memory"), s.get("pids"), s.get("cpus")),
+        limits=Limits(s.get("memory"), s.get("pids"), s.get("cpus")),
         security=security.SecurityOpts.from_spec(s), rootfs=s.get("rootfs"),
         volumes=tuple(rootfs.Volume.from_list(v) for v in s.get("volumes", [])),
         read_only=bool(s.get("read_only")), seccomp=s.get("seccomp"),

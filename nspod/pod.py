@@ -16,6 +16,7 @@ from nspod import cgroups, etcfiles, lean, pausectl, pins, podnet, procs
 from nspod.errors import DamagedRecord, NspodError, PodExists, PodNotRunning, UsageError
 from nspod.gc import gc_light, get, settle, teardown
 from nspod.lean import check_name, checkpoint, proc_start, valid_name, write_atomic
+from nspod.limits import Limits, pids_limit
 from nspod.poddir import (
     forget_pause,
     remove_pod_dir,
@@ -46,10 +47,10 @@ class CreateSpec:
         hostname: str | None = None,
         net: str = "bridge",  # bridge (the default network) | none | host | a network's name
         ip: str | None = None,  # --ip: this address rather than the next free one
-        ports: tuple[Any, ...] = (),  # portmap.Publish
+        ports: tuple[Any, ...] = (),  # portspec.Publish
         dns: tuple[str, ...] = (),
         add_hosts: tuple[tuple[str, str], ...] = (),
-        limits: cgroups.Limits | None = None,
+        limits: Limits | None = None,
         security: SecurityOpts | None = None,  # defaults of every join
         rootfs: str | None = None,  # default root filesystem of every join
         volumes: tuple[Any, ...] = (),  # rootfs.Volume, for every join
@@ -65,7 +66,7 @@ class CreateSpec:
         self.ports = ports
         self.dns = dns
         self.add_hosts = add_hosts
-        self.limits = limits or cgroups.Limits()
+        self.limits = limits or Limits()
         self.security = security or SecurityOpts()
         self.rootfs = rootfs
         self.volumes = volumes
@@ -142,7 +143,7 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
                   "rootfs": root, "volumes": [v.to_list() for v in spec.volumes],
                   "read_only": spec.read_only, "image": spec.image,
                   **spec.limits.to_spec(), **spec.security.to_spec(),
-                  "pids": cgroups.pids_limit(spec.limits.pids), "seccomp": spec.seccomp,
+                  "pids": pids_limit(spec.limits.pids), "seccomp": spec.seccomp,
                   "shm_size": spec.shm_size or pausectl.DEFAULT_SHM},
         )
         if rec.spec["net"] == "bridge":
@@ -168,7 +169,7 @@ def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
     pdir = store.pod_dir(rec.name)
     net = rec.spec.get("net", "none")
     seccomp.prepare_pod(pdir, rec.spec)  # checks the profile before anything is made
-    limits = cgroups.Limits(rec.spec.get("memory"), rec.spec.get("pids"), rec.spec.get("cpus"))
+    limits = Limits(rec.spec.get("memory"), rec.spec.get("pids"), rec.spec.get("cpus"))
     cgroup = cgroups.create(store.root, rec.name, limits)  # reuses the empty one on start
     undo.callback(cgroups.remove, cgroup)
     rec.spec["cgroups"] = cgroup
@@ -290,10 +291,10 @@ def stop_pod(store: Store, name: str, timeout: float) -> PodRecord:
         # The veth goes with the netns, but only once the kernel gets to it: delete
         # it now, so start can make it again under the same name at once.
         if rec.net.get("veth"):
-            from nspod import net
+            from nspod import rtnl
 
             podnet.hosts_leave(store, name, rec.net)
-            net.delete_link(rec.net["veth"])
+            rtnl.delete_link(rec.net["veth"])
         if rec.state == "running":
             rec.state = "stopped"
             rec.finished = time.time()

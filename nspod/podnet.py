@@ -40,7 +40,7 @@ def claim(store: Store, rec: PodRecord, undo: contextlib.ExitStack,
     """
     import ipaddress
 
-    from nspod import ipam, network, portmap
+    from nspod import ipam, network, portmap, portspec
 
     name = rec.name
     nw = network.for_pod(store, rec.spec.get("network", network.DEFAULT))
@@ -56,7 +56,7 @@ def claim(store: Store, rec: PodRecord, undo: contextlib.ExitStack,
     undo.callback(_quietly(ipam.release, store, ip, name))
     checkpoint("address")
     table = portmap.table_from_env()
-    ports = [portmap.Publish.from_dict(d) for d in rec.spec.get("ports", [])]
+    ports = [portspec.Publish.from_dict(d) for d in rec.spec.get("ports", [])]
     # the network is asserted whole on every create: its rules with the ports, in their
     # transaction; its bridge with the veth (net.setup_pod)
     network.wire(store, nw, nft=not ports, bridge=False)
@@ -72,13 +72,13 @@ def claim(store: Store, rec: PodRecord, undo: contextlib.ExitStack,
 def wire(store: Store, name: str, netrec: dict[str, Any], netns: str,
          undo: contextlib.ExitStack) -> dict[str, Any]:
     """The pod's veth, into netns, with its address and routes; its undo on undo."""
-    from nspod import net
+    from nspod import net, rtnl
 
     veth = net.veth_name(store.root, name, netrec["bridge"])
     info = net.setup_pod(net.PodNet(bridge=netrec["bridge"], gateway=netrec["gateway"],
                                     prefixlen=netrec["prefixlen"], ip=netrec["ip"], veth=veth,
                                     netns=netns))
-    undo.callback(_quietly(net.delete_link, veth))
+    undo.callback(_quietly(rtnl.delete_link, veth))
     if netrec["ports"]:
         # The host's 127.0.0.1 reaches published ports through this bridge only
         # (ip-sysctl.rst: route_localnet); the table's guard chain, made with the
@@ -121,7 +121,7 @@ def release(store: Store, pods: Sequence[tuple[str, dict[str, Any] | None]]) -> 
     """
     if all(netrec == {} for _, netrec in pods):
         return  # --net none or host, or released already
-    from nspod import ipam, net, portmap
+    from nspod import ipam, net, portmap, portspec, rtnl
 
     failed: dict[str, list[str]] = {}
 
@@ -144,13 +144,13 @@ def release(store: Store, pods: Sequence[tuple[str, dict[str, Any] | None]]) -> 
         if netrec is None:
             unpublished = attempt([name], portmap.release_for_pod, store,
                                   portmap.table_from_env(), name)
-            attempt([name], net.delete_link, net.veth_name(store.root, name,
+            attempt([name], rtnl.delete_link, net.veth_name(store.root, name,
                                                           net.bridge_from_env()))
             if unpublished:
                 attempt([name], ipam.release_for_pod, store, name)
             continue
         leaving.setdefault(netrec.get("network", "nspod"), []).append(name)
-        ports = [portmap.Publish.from_dict(d) for d in netrec.get("ports", [])]
+        ports = [portspec.Publish.from_dict(d) for d in netrec.get("ports", [])]
         if ports:
             table = netrec.get("table") or portmap.table_from_env()
             by_table.setdefault(table, []).append((name, ports))
@@ -166,9 +166,9 @@ def release(store: Store, pods: Sequence[tuple[str, dict[str, Any] | None]]) -> 
             for name, ports in entries:  # one by one: only the failing pods keep theirs
                 if not attempt([name], portmap.unpublish, store, table, name, ports):
                     rules_kept.add(name)
-    if not attempt([], net.delete_links, [v for _, v in veths]):
+    if not attempt([], rtnl.delete_links, [v for _, v in veths]):
         for name, veth in veths:  # one by one: only the failing pods keep their record
-            attempt([name], net.delete_link, veth)
+            attempt([name], rtnl.delete_link, veth)
     for name, netrec in pods:
         if netrec is not None and netrec.get("ip") and name not in rules_kept:
             attempt([name], ipam.release, store, netrec["ip"], name)

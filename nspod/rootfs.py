@@ -279,26 +279,21 @@ def enter(rootfs: str, volumes: Sequence[Volume], read_only: bool, etc_dir: str 
         try:
             attach(root_fd, os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), rootfs,
                    keep_tree=True)
-            step = "mount /proc"
-            proc = sc.fsmount("proc", {}, MOUNT_NOSUID_NODEV_NOEXEC)
-            try:
-                if sc.fs_type(proc) != sc.PROC_SUPER_MAGIC:
-                    raise NspodError("mount /proc: not procfs")
-                attach(proc, top_dir(root_fd, "proc"), "/proc", keep_tree=True)
-                if mask:
-                    step = "mask /proc"
-                    security.mask_proc(proc)
-            finally:
-                os.close(proc)
-            step = "mount /sys"
-            sys_fd = sc.fsmount("sysfs", {}, MOUNT_NOSUID_NODEV_NOEXEC | sc.MOUNT_ATTR_RDONLY)
-            try:
-                attach(sys_fd, top_dir(root_fd, "sys"), "/sys", keep_tree=True)
-                if mask:
-                    step = "mask /sys"
-                    security.mask_sys(sys_fd)
-            finally:
-                os.close(sys_fd)
+            for fstype, where, attrs, masker in (
+                    ("proc", "proc", MOUNT_NOSUID_NODEV_NOEXEC, security.mask_proc),
+                    ("sysfs", "sys", MOUNT_NOSUID_NODEV_NOEXEC | sc.MOUNT_ATTR_RDONLY,
+                     security.mask_sys)):
+                step = f"mount /{where}"
+                fs = sc.fsmount(fstype, {}, attrs)
+                try:
+                    if fstype == "proc" and sc.fs_type(fs) != sc.PROC_SUPER_MAGIC:
+                        raise NspodError("mount /proc: not procfs")
+                    attach(fs, top_dir(root_fd, where), f"/{where}", keep_tree=True)
+                    if mask:
+                        step = f"mask /{where}"
+                        masker(fs)
+                finally:
+                    os.close(fs)
             step = "make /dev"
             _make_dev(root_fd)
             for v in volumes:

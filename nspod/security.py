@@ -23,7 +23,7 @@ from nspod.errors import NspodError, UnknownUser, os_reason
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 # linux/capability.h, in bit order.
 CAP_NAMES = (
@@ -288,17 +288,25 @@ def _read_only(dir_fd: int, names: Iterable[str]) -> None:
         if target is None:
             continue
         try:
-            tree = sc.open_tree(target, "", sc.OPEN_TREE_CLONE | sc.AT_RECURSIVE
-                                | sc.AT_EMPTY_PATH)
-            try:
-                sc.mount_setattr(tree, sc.MOUNT_ATTR_RDONLY, what=rel)
-                sc.move_mount(tree, target, rel)
-            finally:
-                os.close(tree)
-        except OSError as e:
-            raise NspodError(f"make {rel} read-only: {os_reason(e)}") from e
+            _bind_read_only(target, rel)
         finally:
             os.close(target)
+
+
+def _bind_read_only(target: int, what: str, then: Callable[[int], None] | None = None) -> None:
+    """Binds the mount at target onto itself read-only, submounts included; then(tree)
+    runs on the new mount once it is attached."""
+    try:
+        tree = sc.open_tree(target, "", sc.OPEN_TREE_CLONE | sc.AT_RECURSIVE | sc.AT_EMPTY_PATH)
+        try:
+            sc.mount_setattr(tree, sc.MOUNT_ATTR_RDONLY, what=what)
+            sc.move_mount(tree, target, what)
+            if then is not None:
+                then(tree)
+        finally:
+            os.close(tree)
+    except OSError as e:
+        raise NspodError(f"make {what} read-only: {os_reason(e)}") from e
 
 
 def mask_proc(proc_fd: int) -> None:
@@ -337,15 +345,7 @@ def mask_host() -> None:
     except OSError as e:
         raise NspodError(f"make /sys read-only: {os_reason(e)}") from e
     try:
-        tree = sc.open_tree(target, "", sc.OPEN_TREE_CLONE | sc.AT_RECURSIVE | sc.AT_EMPTY_PATH)
-        try:
-            sc.mount_setattr(tree, sc.MOUNT_ATTR_RDONLY, what="/sys")
-            sc.move_mount(tree, target, "/sys")
-            mask_sys(tree)
-        finally:
-            os.close(tree)
-    except OSError as e:
-        raise NspodError(f"make /sys read-only: {os_reason(e)}") from e
+        _bind_read_only(target, "/sys", then=mask_sys)
     finally:
         os.close(target)
 

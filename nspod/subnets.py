@@ -113,7 +113,7 @@ def _attrs(data: bytes, off: int, end: int) -> dict[int, bytes]:
 
 
 def _dump(mtype: int, body: bytes) -> list[bytes]:
-    from nspod.net import Rtnl
+    from nspod.rtnl import Rtnl
 
     nl = Rtnl()
     try:

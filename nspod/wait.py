@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from nspod import lean, member, monitor, policy, spawn
+from nspod import exits, lean, member, monitor, policy
 from nspod.errors import NspodError, UsageError
 from nspod.memberctl import find_member
 
@@ -43,7 +43,7 @@ def _member_now(pod: member.Pod, name: str, condition: str) -> int | None:
     if pod.pause_alive() and time.time() - (finished or 0) < LOG_DRAIN and \
             not logger_done(pod, rec):
         return None  # its last output is on its way to the log (unless a child keeps it)
-    return spawn.exit_code(status)
+    return exits.exit_code(status)
 
 
 def _pod_now(root: str, pod: member.Pod, condition: str) -> int | None:

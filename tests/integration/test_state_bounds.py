@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import PodEnv
 
-MAX_ENDED = 100  # nspod.member.MAX_ENDED
+MAX_ENDED = 100  # nspod.memberstate.MAX_ENDED
 
 
 def files(d: Path) -> list[str]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from nspod import image
+from nspod import image, imagenames
 from nspod.errors import UsageError
 
 
@@ -15,24 +15,24 @@ from nspod.errors import UsageError
     ("quay.io/a/b@sha256:" + "a" * 64, "quay.io/a/b@sha256:" + "a" * 64),
 ])
 def test_normalize(ref: str, full: str) -> None:
-    assert image.normalize(ref) == full
+    assert imagenames.normalize(ref) == full
 
 
 def test_short_names_go_to_the_configured_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NSPOD_REGISTRY", "127.0.0.1:5000")
-    assert image.normalize("busybox") == "127.0.0.1:5000/busybox:latest"
+    assert imagenames.normalize("busybox") == "127.0.0.1:5000/busybox:latest"
 
 
 @pytest.mark.parametrize("ref", ["", "Busybox", "a b", "../x", "a//b", "x:t@sha256:1",
                                  "x@md5:00", "a+b", "x:" + "t" * 200])
 def test_not_a_reference(ref: str) -> None:
     with pytest.raises(UsageError, match="invalid image reference"):
-        image.normalize(ref)
+        imagenames.normalize(ref)
 
 
 def test_split_name() -> None:
-    assert image.split_name("127.0.0.1:5000/a/b:v1") == ("127.0.0.1:5000/a/b", "v1")
-    assert image.split_name("r/a@sha256:" + "0" * 64) == ("r/a", "<none>")
+    assert imagenames.split_name("127.0.0.1:5000/a/b:v1") == ("127.0.0.1:5000/a/b", "v1")
+    assert imagenames.split_name("r/a@sha256:" + "0" * 64) == ("r/a", "<none>")
 
 
 def test_command_as_kubernetes_decides_it() -> None:

@@ -2,17 +2,16 @@
 
 import pytest
 
-from nspod.cgroups import (
+from nspod.cgroups import Layout, parse_mountinfo
+from nspod.cli import main
+from nspod.limits import (
     UNLIMITED,
-    Layout,
     parse_cpus,
     parse_memory,
-    parse_mountinfo,
     parse_pids,
     parse_size,
     pids_limit,
 )
-from nspod.cli import main
 
 
 @pytest.mark.parametrize(

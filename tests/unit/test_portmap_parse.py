@@ -2,7 +2,7 @@
 
 import pytest
 
-from nspod.portmap import Publish, parse_publish
+from nspod.portspec import Publish, parse_publish
 
 
 @pytest.mark.parametrize(

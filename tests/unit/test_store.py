@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nspod.errors import UsageError
-from nspod.spawn import exit_code
+from nspod.exits import exit_code
 from nspod.store import PodRecord, ProcId, Store, check_name, proc_start, write_atomic
 
 
