@@ -29,7 +29,7 @@ def prepare_member(pod: Pod, spec: JoinSpec, overlay: Any = None) -> tuple[
     The seccomp filter (compiled here, or read from the pod's cache) comes
     after all of them: spawn loads it just before exec.
     """
-    from nspod import cgroups, etcfiles, mixing, rootfs, seccomp, security
+    from nspod import cgroups, etcfiles, masks, mixing, rootfs, seccomp, security
 
     pod_spec = pod.rec.get("spec", {})
     etc = pod.path("etc")
@@ -80,7 +80,7 @@ def prepare_member(pod: Pod, spec: JoinSpec, overlay: Any = None) -> tuple[
             etcfiles.bind_into(etc, "/")
             rootfs.bind_volumes(volumes)
             if not policy.privileged:
-                security.mask_host()
+                masks.mask_host()
         env = security.apply_security(policy, "/")
         return {k: v for k, v in env.items() if k not in explicit}  # -e wins
 

@@ -269,7 +269,7 @@ def enter(rootfs: str, volumes: Sequence[Volume], read_only: bool, etc_dir: str 
     mask: /proc and /sys masked and read-only where containers have them so.
     Raises NspodError naming the step that failed.
     """
-    from nspod import security
+    from nspod import masks
 
     step = f"rootfs {rootfs}"
     try:
@@ -280,9 +280,9 @@ def enter(rootfs: str, volumes: Sequence[Volume], read_only: bool, etc_dir: str 
             attach(root_fd, os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), rootfs,
                    keep_tree=True)
             for fstype, where, attrs, masker in (
-                    ("proc", "proc", MOUNT_NOSUID_NODEV_NOEXEC, security.mask_proc),
+                    ("proc", "proc", MOUNT_NOSUID_NODEV_NOEXEC, masks.mask_proc),
                     ("sysfs", "sys", MOUNT_NOSUID_NODEV_NOEXEC | sc.MOUNT_ATTR_RDONLY,
-                     security.mask_sys)):
+                     masks.mask_sys)):
                 step = f"mount /{where}"
                 fs = sc.fsmount(fstype, {}, attrs)
                 try:
