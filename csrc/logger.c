@@ -97,22 +97,29 @@ static int write_iov(int fd, struct iovec *iov, int cnt)
 	return 0;
 }
 
+/* Makes stdout the file at log_name again (best effort: on failure it stays put). */
+static void reopen_log(void)
+{
+	int fd = openat(DIR_FD, log_name, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
+			0640);
+
+	if (fd < 0)
+		return;
+	dup2(fd, STDOUT_FILENO);
+	close(fd);
+}
+
 /* Makes fd 1 the file NAME again, if another logger of the member rotated it. */
 static void follow_rename(void)
 {
 	struct stat mine, named;
-	int fd;
 
 	if (fstat(STDOUT_FILENO, &mine) < 0)
 		return;
 	if (fstatat(DIR_FD, log_name, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    named.st_ino == mine.st_ino && named.st_dev == mine.st_dev)
 		return;
-	fd = openat(DIR_FD, log_name, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640);
-	if (fd < 0)
-		return;
-	dup2(fd, STDOUT_FILENO);
-	close(fd);
+	reopen_log();
 }
 
 /*
@@ -122,7 +129,6 @@ static void follow_rename(void)
 static void make_room(size_t len)
 {
 	struct stat st;
-	int fd;
 
 	if (!max_size || fstat(STDOUT_FILENO, &st) < 0 ||
 	    (unsigned long long)st.st_size + len <= max_size)
@@ -133,11 +139,7 @@ static void make_room(size_t len)
 		return;
 	if (renameat(DIR_FD, log_name, DIR_FD, rotated_name) < 0)
 		return;
-	fd = openat(DIR_FD, log_name, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640);
-	if (fd < 0)
-		return;
-	dup2(fd, STDOUT_FILENO);
-	close(fd);
+	reopen_log();
 }
 
 /* Emits one log entry: timestamp, stream, tag and the bytes of a line. */
