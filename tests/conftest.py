@@ -324,6 +324,26 @@ def pod_env() -> Iterator[PodEnv]:
         pytest.fail("leaked: " + "; ".join(problems))
 
 
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Iterator[Path]:
+    """A private copy of the busybox rootfs (tests/rootfs, made by make rootfs)."""
+    if not (ROOTFS / "bin" / "busybox").exists():
+        pytest.fail(f"{ROOTFS} missing: run make rootfs")
+    dest = tmp_path / "rootfs"
+    shutil.copytree(ROOTFS, dest, symlinks=True)
+    yield dest
+
+
+@pytest.fixture
+def marker() -> Iterator[Path]:
+    """A file on the host that no process with a rootfs may read."""
+    d = Path(f"/tmp/nspod-marker-{uuid.uuid4().hex[:8]}")
+    d.mkdir()
+    (d / "secret").write_text("host secret\n")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fails the run when anything of a test is left on the machine."""
     if not is_root():

@@ -16,11 +16,10 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOTFS, PodEnv
+from conftest import PodEnv
 
 pytestmark = pytest.mark.root
 
@@ -76,24 +75,6 @@ int main(void)
     }
 }
 """
-
-
-@pytest.fixture
-def rootfs(tmp_path: Path) -> Iterator[Path]:
-    if not (ROOTFS / "bin" / "busybox").exists():
-        pytest.fail(f"{ROOTFS} missing: run make rootfs")
-    dest = tmp_path / "rootfs"
-    shutil.copytree(ROOTFS, dest, symlinks=True)
-    yield dest
-
-
-@pytest.fixture
-def marker() -> Iterator[Path]:
-    d = Path(f"/tmp/nspod-marker-{uuid.uuid4().hex[:8]}")
-    d.mkdir()
-    (d / "secret").write_text("host secret\n")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def build(src: str, out: Path) -> None:
@@ -168,25 +149,11 @@ def test_foreground_member_cannot_type_into_the_callers_terminal(pod_env: PodEnv
     proc = pod_env.popen("join", "p", "--", "python3", "-c", script, stdin=slave,
                          stdout=slave, stderr=slave, preexec_fn=controlling_tty)
     os.close(slave)
-    out = b""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if select.select([master], [], [], 0.2)[0]:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        elif proc.poll() is not None:
-            break
+    text = _read_all(master, proc)
     proc.wait(timeout=20)
     os.close(master)
-    text = out.decode(errors="replace")
     assert proc.returncode == 0, text
     assert "tty_nr 0 own-session True" in text, text
-    # EPERM: not its controlling terminal (EIO where dev.tty.legacy_tiocsti=0)
     # ENOTTY: stdin is a pipe nspod relays (podman's result); EPERM where the
     # terminal is not its controlling one; EIO where dev.tty.legacy_tiocsti=0
     assert "injected" not in text and any(

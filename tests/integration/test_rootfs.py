@@ -3,12 +3,10 @@ and nothing of the host reachable from it."""
 
 import shutil
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOTFS, PodEnv
+from conftest import PodEnv
 
 pytestmark = pytest.mark.root
 
@@ -37,26 +35,6 @@ int main(void)
     return 0;
 }
 """
-
-
-@pytest.fixture
-def rootfs(tmp_path: Path) -> Iterator[Path]:
-    """A private copy of the busybox rootfs (tests/rootfs, made by make rootfs)."""
-    if not (ROOTFS / "bin" / "busybox").exists():
-        pytest.fail(f"{ROOTFS} missing: run make rootfs")
-    dest = tmp_path / "rootfs"
-    shutil.copytree(ROOTFS, dest, symlinks=True)
-    yield dest
-
-
-@pytest.fixture
-def marker() -> Iterator[Path]:
-    """A file on the host that no process with a rootfs may read."""
-    d = Path(f"/tmp/nspod-marker-{uuid.uuid4().hex[:8]}")
-    d.mkdir()
-    (d / "secret").write_text("host secret\n")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def run_in(e: PodEnv, pod: str, script: str, *opts: str) -> subprocess.CompletedProcess[str]:
