@@ -132,11 +132,12 @@ def list_pods(store: Store) -> tuple[list[PodRecord], list[DamagedRecord]]:
 
 
 def gc_light(store: Store) -> None:
-    """What create does first: mark dead pods exited, free their kernel objects.
+    """Marks dead pods exited and frees what they held: what create and start
+    do when an address or port they claim is refused (a dead pod may hold it).
 
     One small file and one /proc read per running pod; a record is read only
-    for a pod whose pause died, so create stays as fast with 200 pods as with
-    one. (ls and inspect read every record anyway, and refresh each.)
+    for a pod whose pause died. (ls and inspect read every record anyway,
+    and refresh each.)
     """
     try:
         entries = list(os.scandir(store.pods))

@@ -83,12 +83,17 @@ def read_text(path: str, dir_fd: int | None = None, follow: bool = False) -> str
     flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     fd = os.open(path, flags, dir_fd=dir_fd)
     try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
+        return read_fd(fd).decode()
     finally:
         os.close(fd)
-    return b"".join(chunks).decode()
+
+
+def read_fd(fd: int) -> bytes:
+    """What is left to read of fd, to its end."""
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def write_atomic(path: str, text: str, dir_fd: int | None = None, sync: bool = True) -> None:

@@ -13,7 +13,15 @@ import os
 import time
 
 from nspod import cgroups, etcfiles, lean, pausectl, pins, podnet, procs
-from nspod.errors import DamagedRecord, NspodError, PodExists, PodNotRunning, UsageError
+from nspod.errors import (
+    AddressUnavailable,
+    DamagedRecord,
+    NspodError,
+    PodExists,
+    PodNotRunning,
+    PortUnavailable,
+    UsageError,
+)
 from nspod.gc import gc_light, get, settle, teardown
 from nspod.lean import check_name, checkpoint, proc_start, valid_name, write_atomic
 from nspod.limits import Limits, pids_limit
@@ -110,7 +118,6 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
     root = rootfs.check_rootfs(spec.rootfs) if spec.rootfs else None
     rootfs.check_volumes(spec.volumes)
     store.ensure()
-    gc_light(store)
     if name is None:
         name = generate_name(store)
         hostname = hostname or name
@@ -147,7 +154,7 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
                   "shm_size": spec.shm_size or pausectl.DEFAULT_SHM},
         )
         if rec.spec["net"] == "bridge":
-            rec.net = podnet.claim(store, rec, undo)
+            rec.net = _claim_net(store, rec, undo)
         _launch(store, rec, undo)
         store.save(rec)
         checkpoint("record")
@@ -157,6 +164,25 @@ def create(store: Store, spec: CreateSpec) -> PodRecord:
         undo.callback(persist.forget, store, name)
         undo.pop_all()
     return rec
+
+
+def _claim_net(store: Store, rec: PodRecord, undo: contextlib.ExitStack,
+               prefer: str | None = None) -> dict[str, Any]:
+    """The pod's address and host ports (podnet.claim).
+
+    A pod that died without a verb noticing still holds its address and
+    ports. Rather than look at every pod before each claim (a cost that grows
+    with the pods), a refused claim frees the dead pods' holdings (gc_light)
+    and is tried once more.
+    """
+    try:
+        with contextlib.ExitStack() as attempt:
+            netrec = podnet.claim(store, rec, attempt, prefer=prefer)
+            undo.push(attempt.pop_all())
+            return netrec
+    except (AddressUnavailable, PortUnavailable):
+        gc_light(store)
+    return podnet.claim(store, rec, undo, prefer=prefer)
 
 
 def _launch(store: Store, rec: PodRecord, undo: contextlib.ExitStack) -> None:
@@ -260,7 +286,7 @@ def start_pod(store: Store, name: str) -> PodRecord:
         try:
             with contextlib.ExitStack() as undo:
                 if rec.spec.get("net", "bridge") == "bridge" and not rec.net.get("ip"):
-                    rec.net = podnet.claim(store, rec, undo, prefer=rec.net.get("released_ip"))
+                    rec.net = _claim_net(store, rec, undo, prefer=rec.net.get("released_ip"))
                 _launch(store, rec, undo)
                 store.save(rec)
                 undo.pop_all()

@@ -214,6 +214,25 @@ def test_a_pod_whose_pause_died_is_exited(pod_env: PodEnv) -> None:
     assert str(pod_env.root) not in Path("/proc/self/mounts").read_text()
 
 
+def test_what_a_dead_pod_held_goes_to_the_next_pod_that_asks(pod_env: PodEnv) -> None:
+    # nothing noticed the death (no ls, no gc): the create that wants the
+    # address and the port frees them from the dead pod
+    port = free_port()
+    ip = pod_env.subnet.rsplit(".", 1)[0] + ".77"
+    pod_env.create("dead", "--ip", ip, "-p", f"{port}:80")
+    pid = pod_env.inspect("dead")["pid"]
+    assert isinstance(pid, int)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while live_pids([pid]):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    pod_env.create("next", "--ip", ip, "-p", f"{port}:80")
+    info = pod_env.inspect("next")
+    assert info["state"] == "running" and info["ip"] == ip
+    assert pod_env.inspect("dead")["state"] == "exited"
+
+
 @pytest.mark.parametrize("bad", ["../evil", "a/b", "", "x" * 64, "-dash", ".hidden", "a b"])
 def test_bad_names_are_refused_and_nothing_is_made(pod_env: PodEnv, bad: str) -> None:
     r = pod_env.run("create", "--", bad)
