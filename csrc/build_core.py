@@ -35,7 +35,7 @@ ffibuilder.cdef(
     int nspod_seccomp_load(const void *prog, size_t len, unsigned int flags);
     """
 )
-ffibuilder.set_source("nspod._core", (HERE / "core.c").read_text())
+ffibuilder.set_source("nspod._core", (HERE / "core.c").read_text(), include_dirs=[str(HERE)])
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

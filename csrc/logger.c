@@ -42,6 +42,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sysnr.h"
+
 #define LINE_MAX_BYTES 16384
 #define DIR_FD 5
 
@@ -49,15 +51,6 @@ static unsigned long long max_size;	/* 0: no rotation */
 static const char *log_name;
 static char rotated_name[4096];
 
-#ifndef SYS_fsopen
-#define SYS_fsopen 430
-#endif
-#ifndef SYS_fsconfig
-#define SYS_fsconfig 431
-#endif
-#ifndef SYS_fsmount
-#define SYS_fsmount 432
-#endif
 #define FSCONFIG_SET_STRING 1
 #define FSCONFIG_CMD_CREATE 6
 /* MOUNT_ATTR_RDONLY | NOSUID | NODEV | NOEXEC */

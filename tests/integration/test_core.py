@@ -196,15 +196,20 @@ def test_rm_refuses_a_running_pod_and_rm_f_stops_it(pod_env: PodEnv) -> None:
     assert not (pod_env.root / "pods" / "p").exists()
 
 
-def test_a_pod_whose_pause_died_is_exited(pod_env: PodEnv) -> None:
-    pod_env.create("p")
-    pid = pod_env.inspect("p")["pid"]
-    assert isinstance(pid, int)
+def kill_and_wait(pid: int) -> None:
+    """SIGKILL to pid, back once it is gone."""
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while live_pids([pid]):
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_a_pod_whose_pause_died_is_exited(pod_env: PodEnv) -> None:
+    pod_env.create("p")
+    pid = pod_env.inspect("p")["pid"]
+    assert isinstance(pid, int)
+    kill_and_wait(pid)
     ls = pod_env.run("ls", check=True).stdout
     assert "exited" in ls and "running" not in ls
     assert pod_env.inspect("p")["state"] == "exited"
@@ -222,11 +227,7 @@ def test_what_a_dead_pod_held_goes_to_the_next_pod_that_asks(pod_env: PodEnv) ->
     pod_env.create("dead", "--ip", ip, "-p", f"{port}:80")
     pid = pod_env.inspect("dead")["pid"]
     assert isinstance(pid, int)
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while live_pids([pid]):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    kill_and_wait(pid)
     pod_env.create("next", "--ip", ip, "-p", f"{port}:80")
     info = pod_env.inspect("next")
     assert info["state"] == "running" and info["ip"] == ip
