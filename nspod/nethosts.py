@@ -1,11 +1,13 @@
 """The /etc/hosts of the pods of a network: each lists the others by name.
 
-    ROOT/networks/NAME/pods/POD     "IP NAMES" of each running pod of network NAME
+    ROOT/networks/NAME/pods/.entries    "POD IP NAMES" of each running pod of network NAME
 
 create and start add the pod's entry, stop, rm, an exit and gc remove it;
 each change rewrites the network's block (after a `# nspod network NAME`
 line) in every member's hosts file, under an flock on the pods/ directory.
-The cost is one read and one write per pod of the network.
+The cost is one read and one write per pod of the network, and the entries
+are one file, so a create on a network of 300 pods makes ~1,200 syscalls
+here, not ~3,000.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import os
 
 from nspod import lean
-from nspod.lean import write_atomic
+from nspod.lean import valid_name, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,24 +23,57 @@ if TYPE_CHECKING:
 
 
 MARK = "# nspod network "
+ENTRIES = ".entries"  # a dot name: no pod can have it
 
 
 def _pods(store: Store, name: str) -> str:
     return os.path.join(store.root, "networks", name, "pods")
 
 
-def _entries(store: Store, name: str) -> dict[str, str]:
-    d = _pods(store, name)
+def _entries(d: str) -> dict[str, str]:
+    """pod -> "IP NAMES" of the running pods of the network whose pods/ is d."""
+    try:
+        text = lean.read_text(os.path.join(d, ENTRIES))
+    except FileNotFoundError:
+        return _entries_by_file(d)
+    except (OSError, UnicodeDecodeError):
+        return {}  # damaged: the next join or leave writes it whole again
+    out = {}
+    for line in text.splitlines():
+        pod, _, entry = line.partition(" ")
+        if valid_name(pod) and " " in entry.strip():
+            out[pod] = entry.strip()
+    return out
+
+
+def _entries_by_file(d: str) -> dict[str, str]:
+    """The entries as an older nspod kept them, a file per pod (pods running across
+    an upgrade); the next _save writes them as one file and removes these."""
     out = {}
     try:
         for e in os.scandir(d):
-            try:
-                out[e.name] = lean.read_text(e.path).strip()
-            except OSError:
-                continue
+            if valid_name(e.name):
+                try:
+                    entry = lean.read_text(e.path).strip()
+                except (OSError, UnicodeDecodeError):
+                    continue
+                if " " in entry:
+                    out[e.name] = entry
     except FileNotFoundError:
         pass
     return out
+
+
+def _save(d: str, entries: dict[str, str]) -> None:
+    """The entries, replaced whole; under the lock."""
+    legacy = not os.path.exists(os.path.join(d, ENTRIES))
+    write_atomic(os.path.join(d, ENTRIES),
+                 "".join(f"{pod} {entry}\n" for pod, entry in sorted(entries.items())),
+                 sync=False)
+    if legacy:
+        for e in os.scandir(d):
+            if valid_name(e.name):
+                os.unlink(e.path)
 
 
 def join(store: Store, name: str, pod: str, ip: str, hostnames: str) -> None:
@@ -46,23 +81,27 @@ def join(store: Store, name: str, pod: str, ip: str, hostnames: str) -> None:
     d = _pods(store, name)
     os.makedirs(d, mode=0o755, exist_ok=True)
     with _DirLock(d):
-        write_atomic(os.path.join(d, pod), f"{ip} {hostnames}\n", sync=False)
-        _rewrite(store, name)
+        entries = _entries(d)
+        entries[pod] = f"{ip} {hostnames}"
+        _save(d, entries)
+        _rewrite(store, name, entries)
 
 
 def leave(store: Store, name: str, *pods: str) -> None:
     """pods are down: they go from every other member's /etc/hosts, in one rewrite
     however many they are (gc). Idempotent."""
     d = _pods(store, name)
-    if not any(os.path.exists(os.path.join(d, pod)) for pod in pods):
+    if not any(pod in _entries(d) for pod in pods):
         return
     with _DirLock(d):
+        entries = _entries(d)
         for pod in pods:
-            try:
-                os.unlink(os.path.join(d, pod))
-            except FileNotFoundError:
-                continue
-        _rewrite(store, name)
+            entries.pop(pod, None)
+        # files first, entries after (join: the other way round), so the entries
+        # always hold every pod a hosts file may name: a leave killed half way
+        # is done again whole by the next one (gc)
+        _rewrite(store, name, entries)
+        _save(d, entries)
 
 
 class _DirLock:
@@ -82,21 +121,20 @@ class _DirLock:
         os.close(self.fd)
 
 
-def _rewrite(store: Store, name: str) -> None:
+def _rewrite(store: Store, name: str, entries: dict[str, str]) -> None:
     """Rewrites the network's block in each member's hosts file, in place.
 
     In place (same inode), because members have the file bind-mounted: a
     new file renamed over it would not be what they see.
     """
-    entries = sorted(_entries(store, name).items())
+    ordered = sorted(entries.items())
     # each pod's line rendered once; a pod's block is every line but its own
     # (joined at C speed), and each file is read and written as bytes once:
     # a rewrite costs O(pods), not O(pods^2) in Python
-    lines = [f"{e.split(' ', 1)[0]}\t{e.split(' ', 1)[1]}\n".encode() if " " in e else b""
-             for _, e in entries]
+    lines = [f"{e.split(' ', 1)[0]}\t{e.split(' ', 1)[1]}\n".encode() for _, e in ordered]
     mark = MARK.encode()
     head = mark + name.encode() + b"\n"
-    for i, (pod, _) in enumerate(entries):
+    for i, (pod, _) in enumerate(ordered):
         path = os.path.join(store.pod_dir(pod), "etc", "hosts")
         block = head + b"".join(lines[:i]) + b"".join(lines[i + 1:])
         try:
@@ -104,21 +142,25 @@ def _rewrite(store: Store, name: str) -> None:
         except OSError:
             continue  # a pod being removed
         try:
-            text = lean.read_fd(fd)
+            text = os.read(fd, 65536)
+            if len(text) == 65536:
+                text += lean.read_fd(fd)
             at = text.find(mark)
             at = len(text) if at < 0 else at
             if text[at:] != block:
                 os.pwrite(fd, block, at)
-                os.ftruncate(fd, at + len(block))
+                if at + len(block) < len(text):
+                    os.ftruncate(fd, at + len(block))
         except OSError:
             pass
         finally:
             os.close(fd)
+        lean.checkpoint("hosts-file")  # NSPOD_KILL_AT: a rewrite killed half way
 
 
 def members(store: Store, name: str) -> dict[str, str]:
     """pod -> address of the running pods of network name."""
-    return {pod: entry.split()[0] for pod, entry in _entries(store, name).items() if entry}
+    return {pod: entry.split()[0] for pod, entry in _entries(_pods(store, name)).items()}
 
 
 def gc(store: Store, networks: list[str]) -> None:
@@ -127,7 +169,7 @@ def gc(store: Store, networks: list[str]) -> None:
 
     for name in networks:
         gone = []
-        for pod in _entries(store, name):
+        for pod in _entries(_pods(store, name)):
             try:
                 alive = store.load(pod).state == "running"
             except (NoSuchPod, ValueError, OSError):

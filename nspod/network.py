@@ -1,7 +1,7 @@
 """Networks: a bridge, a subnet, and their rules, as podman's networks are.
 
     ROOT/networks/NAME/network.json   the record (state "creating" until whole)
-    ROOT/networks/NAME/pods/POD       "IP NAMES" of each running pod on it (nethosts.py)
+    ROOT/networks/NAME/pods/.entries  "POD IP NAMES" of each running pod on it (nethosts.py)
 
 A network is made whole or not at all: its subnet is checked against the
 host's addresses and routes first (subnets.py), then its bridge with the

@@ -216,6 +216,21 @@ DAMAGE = {
 }
 
 
+def test_hosts_files_killed_half_rewritten_name_no_removed_pod(pod_env: PodEnv) -> None:
+    for name in ("a", "b", "c"):
+        pod_env.create(name)
+
+    def named_in(pod: str) -> bool:
+        hosts = (pod_env.root / "pods" / pod / "etc" / "hosts").read_text()
+        return any(line.split()[1:2] == ["b"] for line in hosts.splitlines() if line.strip())
+
+    assert named_in("a") and named_in("c")
+    assert killed(pod_env, "hosts-file", "rm", "-f", "-t", "0", "b") == -9
+    pod_env.run("gc", check=True)
+    pod_env.run("rm", "-f", "b")
+    assert not named_in("a") and not named_in("c")
+
+
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 @pytest.mark.parametrize("remover", ["rm -f", "gc"])
 def test_damaged_pod_record_affects_only_its_pod(

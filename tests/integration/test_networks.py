@@ -344,6 +344,24 @@ def test_pods_on_a_network_reach_each_other_by_name(
     assert "web" not in (pod_env.root / "pods" / stranger / "etc" / "hosts").read_text()
 
 
+def test_names_kept_by_an_older_nspod_carry_over(pod_env: PodEnv) -> None:
+    # pods running across an upgrade: an older nspod kept a file per pod under
+    # networks/NAME/pods/ where this one keeps one .entries file
+    a, b = pod_env.create("a"), pod_env.create("b")
+    pods = pod_env.root / "networks" / "nspod" / "pods"
+    entries = (pods / ".entries").read_text().splitlines()
+    (pods / ".entries").unlink()
+    for line in entries:
+        pod, entry = line.split(" ", 1)
+        (pods / pod).write_text(entry + "\n")
+    c = pod_env.create("c")
+    assert sorted(p.name for p in pods.iterdir()) == [".entries"]
+    hosts = (pod_env.root / "pods" / c / "etc" / "hosts").read_text()
+    assert {line.split()[1] for line in hosts.split("# nspod network nspod\n")[1].splitlines()} \
+        == {a, b}
+    assert "\tc\n" in (pod_env.root / "pods" / a / "etc" / "hosts").read_text()
+
+
 # -- rm, prune, gc ------------------------------------------------------------------------
 
 
