@@ -96,6 +96,33 @@ def test_pause_that_cannot_exec_says_why(pod_env: PodEnv) -> None:
     assert list((pod_env.root / "pods").iterdir()) == []
 
 
+def test_read_only_state_directory(pod_env: PodEnv) -> None:
+    """A state root on a read-only filesystem: the verbs that write say so in
+    one line, the ones that read work, and nothing is made anywhere else."""
+    ro = pod_env.root / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(ro)], check=True)
+    env = dict(pod_env.env, NSPOD_ROOT=str(ro))
+    try:
+        for args, verb in ((("create", "g"), "create"),
+                           (("create", "--net", "none", "g"), "create"),
+                           (("network", "create", "q"), "network create"), (("gc",), "gc")):
+            r = subprocess.run([str(NSPOD), *args], env=env, capture_output=True, text=True,
+                               timeout=30)
+            assert r.returncode == 125, args
+            assert r.stderr.startswith(f"nspod: {verb}: {ro}"), r.stderr
+            assert r.stderr.endswith(": read-only file system\n") and r.stderr.count("\n") == 1
+        for args in (("ls",), ("network", "ls")):
+            r = subprocess.run([str(NSPOD), *args], env=env, capture_output=True, text=True,
+                               timeout=30)
+            assert (r.returncode, r.stderr) == (0, ""), args
+        assert not Path("/sys/class/net", pod_env.bridge).exists()
+        assert not Path(pod_env.env["NSPOD_STORAGE"]).exists() or \
+            list(Path(pod_env.env["NSPOD_STORAGE"]).iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+
+
 def test_full_state_directory(pod_env: PodEnv) -> None:
     """ENOSPC in the state root: one line naming the verb and the file, nothing half made."""
     full = pod_env.root / "full"
