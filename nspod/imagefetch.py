@@ -41,16 +41,19 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _tool(what: str, argv: list[str]) -> None:
-    """Runs skopeo or umoci; NspodError with its own message when it fails."""
+def _tool(what: str, argv: list[str]) -> bytes:
+    """Runs skopeo or umoci and returns its output; NspodError with its own message
+    when it fails."""
     parent = os.getpid()
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
                               preexec_fn=lambda: _die_with_parent(parent))
     except FileNotFoundError:
         raise NspodError(f"{what}: {argv[0]} is not installed (make setup)") from None
     if proc.returncode != 0:
-        raise NspodError(f"{what}: {_reason(proc.stderr) or f'{argv[0]} failed'}")
+        why = _reason(proc.stderr.decode(errors="replace"))
+        raise NspodError(f"{what}: {why or f'{argv[0]} failed'}")
+    return proc.stdout
 
 
 def _reason(stderr: str) -> str:
@@ -217,12 +220,34 @@ def pull(store: ImageStore, ref: str, tls_verify: bool = True) -> Image:
     """Fetches ref (docker://, a name, oci:DIR[:TAG]) and stores it under its name.
 
     Pulls of one name wait for each other; pulls of different names that are
-    the same image unpack it once (the second finds it committed).
+    the same image unpack it once (the second finds it committed). From a
+    registry, the image's config is asked for first: its digest is the
+    image's id, and an image already stored is not downloaded again (as
+    podman skips the layers it has), so a pull of an unchanged image costs
+    two small requests.
     """
     source, name = source_of(ref)
-    with store.name_lock(name), staging(store) as stage:
-        _copy(stage, source, f"pull {ref}", tls_verify)
-        return install(store, stage, [name], source)
+    with store.name_lock(name):
+        if source.startswith("docker://"):
+            image_id = _remote_id(source, f"pull {ref}", tls_verify)
+            with store.lock():
+                if os.path.exists(os.path.join(store.image_dir(image_id), "image.json")):
+                    store.set_name(name, image_id)
+                    return store.load(image_id)
+        with staging(store) as stage:
+            _copy(stage, source, f"pull {ref}", tls_verify)
+            return install(store, stage, [name], source)
+
+
+def _remote_id(source: str, what: str, tls_verify: bool) -> str:
+    """The id the image at source would have here: the sha256 of its config, for
+    this machine's platform (skopeo picks it from a multi-platform index)."""
+    from nspod import lean
+
+    argv = ["skopeo", "inspect", "--config", "--raw", "--retry-times", "2"]
+    if not tls_verify:
+        argv.append("--tls-verify=false")
+    return lean.sha256_hex(_tool(what, [*argv, source]))
 
 
 # -- load -------------------------------------------------------------------------------

@@ -161,6 +161,35 @@ def test_pull_from_a_registry_and_run_the_images_own_command(pod_env: PodEnv,
     assert r.stdout.split() == ["/pause", "p", "/dev/null"], r.stderr
 
 
+def test_a_pull_of_a_stored_image_downloads_no_layer(pod_env: PodEnv, registry: Registry,
+                                                      tmp_path: Path) -> None:
+    tag = f"once-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "once").write_text(f"{tag}\n")  # a layer no other image has
+    _run("umoci", "insert", "--image", f"{registry.layout}:base", "--tag", tag,
+         str(tmp_path / "once"), "/etc/once")
+    _run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{registry.layout}:{tag}",
+         f"docker://{registry.ref(tag)}")
+    assert pull(pod_env, registry.ref(tag)).returncode == 0
+    stored = image_ls(pod_env)
+    # the registry loses that layer: a pull that downloaded it would fail
+    index = json.loads((registry.layout / "index.json").read_text())
+    desc = next(m for m in index["manifests"]
+                if m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+    manifest = json.loads((registry.layout / "blobs" / "sha256" /
+                           desc["digest"].split(":")[1]).read_text())
+    hexd = manifest["layers"][-1]["digest"].split(":")[1]
+    blobs = registry.layout.parent / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256"
+    (blobs / hexd[:2] / hexd / "data").unlink()
+    r = pull(pod_env, registry.ref(tag))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert image_ls(pod_env) == stored
+    # the proof that the layer is gone: without the stored image, the pull fails
+    pod_env.run("image", "rm", registry.ref(tag), check=True)
+    r = pull(pod_env, registry.ref(tag))
+    assert r.returncode == 125 and r.stderr.startswith(f"nspod: pull {registry.ref(tag)}: ")
+    assert image_ls(pod_env) == [] and tmp_left(pod_env) == []
+
+
 def test_members_of_one_image_never_see_each_others_writes(pod_env: PodEnv,
                                                           registry: Registry) -> None:
     assert pull(pod_env, registry.ref("base")).returncode == 0
