@@ -91,7 +91,8 @@ def leave(store: Store, name: str, *pods: str) -> None:
     """pods are down: they go from every other member's /etc/hosts, in one rewrite
     however many they are (gc). Idempotent."""
     d = _pods(store, name)
-    if not any(pod in _entries(d) for pod in pods):
+    held = _entries(d)
+    if not any(pod in held for pod in pods):
         return
     with _DirLock(d):
         entries = _entries(d)
