@@ -163,9 +163,11 @@ lint:
 	$(C_CHECK) csrc/pause.c
 	$(C_CHECK) csrc/logger.c
 	@mkdir -p build/lint
-	cc -O2 -Wall -Wextra -Werror -o build/lint/pause_filter csrc/pause_filter.c -lseccomp
-	build/lint/pause_filter > build/lint/pause_filter.h
+	cc -O2 -Wall -Wextra -Werror -o build/lint/filters csrc/filters.c -lseccomp
+	build/lint/filters pause > build/lint/pause_filter.h
+	build/lint/filters logger > build/lint/logger_filter.h
 	$(C_CHECK) -DNSPOD_PAUSE_FILTER -Ibuild/lint csrc/pause.c
+	$(C_CHECK) -DNSPOD_LOGGER_FILTER -Ibuild/lint csrc/logger.c
 
 clean:
 	rm -rf build *.egg-info nspod/_core*.so nspod/_seccomp*.so nspod/pause tests/rootfs

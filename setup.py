@@ -35,27 +35,32 @@ def build_static(source: str, out: Path, extra: tuple[str, ...] = ()) -> None:
                    check=True)
 
 
-def pause_filter(tmp: Path) -> tuple[str, ...]:
-    """Builds and runs csrc/pause_filter.c (libseccomp): pause's filter as tmp/pause_filter.h.
+def filters(tmp: Path) -> dict[str, tuple[str, ...]]:
+    """Builds and runs csrc/filters.c (libseccomp): the seccomp filters of pause and
+    the logger as tmp/pause_filter.h and tmp/logger_filter.h.
 
-    Returns the flags that compile it into pause.
+    Returns, for each binary, the flags that compile its filter into it.
     """
     tmp.mkdir(parents=True, exist_ok=True)
-    gen = tmp / "pause_filter"
+    gen = tmp / "filters"
     subprocess.run([os.environ.get("CC", "cc"), "-O2", "-Wall", "-Wextra", "-o",
-                    str(gen), str(HERE / "csrc" / "pause_filter.c"), "-lseccomp"], check=True)
-    header = subprocess.run([str(gen)], check=True, capture_output=True).stdout
-    (tmp / "pause_filter.h").write_bytes(header)
-    return ("-DNSPOD_PAUSE_FILTER", f"-I{tmp}")
+                    str(gen), str(HERE / "csrc" / "filters.c"), "-lseccomp"], check=True)
+    flags = {}
+    for who in ("pause", "logger"):
+        header = subprocess.run([str(gen), who], check=True, capture_output=True).stdout
+        (tmp / f"{who}_filter.h").write_bytes(header)
+        flags[who] = (f"-DNSPOD_{who.upper()}_FILTER", f"-I{tmp}")
+    return flags
 
 
 class BuildExt(build_ext):
     def run(self) -> None:
         super().run()
-        filter_flags = pause_filter(Path(self.build_temp))
-        for source, binary in (("pause.c", "pause"), ("logger.c", "nspod-logger")):
+        flags = filters(Path(self.build_temp))
+        for source, binary, who in (("pause.c", "pause", "pause"),
+                                    ("logger.c", "nspod-logger", "logger")):
             target = Path(self.build_lib) / "nspod" / binary
-            build_static(source, target, filter_flags if binary == "pause" else ())
+            build_static(source, target, flags[who])
             if self.inplace:
                 shutil.copy2(target, HERE / "nspod" / binary)
 

@@ -44,6 +44,21 @@
 
 #include "sysnr.h"
 
+/*
+ * seccomp(2)'s ABI, spelled out: musl ships no kernel headers.  The filter
+ * itself (logger_filter[]) is compiled by libseccomp at build time
+ * (csrc/filters.c writes logger_filter.h).
+ */
+struct filter_insn {
+	unsigned short code;
+	unsigned char jt, jf;
+	unsigned int k;
+};
+#ifdef NSPOD_LOGGER_FILTER
+#include "logger_filter.h"
+#endif
+#define SECCOMP_SET_MODE_FILTER 1
+
 #define LINE_MAX_BYTES 16384
 #define DIR_FD 5
 
@@ -246,6 +261,23 @@ static void drop_rights(void)
 		exit(125);
 }
 
+/*
+ * Confines the logger to the syscalls of its loop (see csrc/filters.c for
+ * the list): anything else fails with EPERM.  After drop_rights(), whose
+ * no_new_privs lets it install a filter.  Best effort, as pause's: a
+ * kernel without seccomp leaves the logger logging.
+ */
+static void confine(void)
+{
+#ifdef NSPOD_LOGGER_FILTER
+	struct { unsigned short len; const struct filter_insn *filter; } prog = {
+		sizeof(logger_filter) / sizeof(logger_filter[0]), logger_filter
+	};
+
+	syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	static struct stream out = { .fd = 0, .name = "stdout" };
@@ -258,6 +290,7 @@ int main(int argc, char **argv)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
 	drop_rights();
+	confine();
 	if (argc == 4 && strcmp(argv[1], "-s") == 0 && !strchr(argv[3], '/') &&
 	    strlen(argv[3]) + 3 < sizeof(rotated_name)) {
 		max_size = strtoull(argv[2], NULL, 10);

@@ -36,9 +36,9 @@
 /*
  * seccomp(2)'s ABI, spelled out: musl ships no kernel headers.  The filter
  * itself (pause_filter[]) is compiled by libseccomp at build time
- * (csrc/pause_filter.c writes pause_filter.h).
+ * (csrc/filters.c writes pause_filter.h).
  */
-struct pause_insn {
+struct filter_insn {
 	unsigned short code;
 	unsigned char jt, jf;
 	unsigned int k;
@@ -162,7 +162,7 @@ static void drop_rights(void)
 }
 
 /*
- * Confines pause to the syscalls of its main loop (see csrc/pause_filter.c
+ * Confines pause to the syscalls of its main loop (see csrc/filters.c
  * for the list): anything else fails with EPERM.  After drop_rights(),
  * whose no_new_privs lets an unprivileged process install a filter.  Best
  * effort too: a kernel without seccomp leaves pause running, and says so.
@@ -170,7 +170,7 @@ static void drop_rights(void)
 static void confine(void)
 {
 #ifdef NSPOD_PAUSE_FILTER
-	struct { unsigned short len; const struct pause_insn *filter; } prog = {
+	struct { unsigned short len; const struct filter_insn *filter; } prog = {
 		sizeof(pause_filter) / sizeof(pause_filter[0]), pause_filter
 	};
 

@@ -240,6 +240,25 @@ def test_pause_runs_under_its_own_filter(pod_env: PodEnv) -> None:
     assert [m["state"] for m in members] == ["exited (8)"]
 
 
+def test_the_logger_runs_under_its_own_filter(pod_env: PodEnv) -> None:
+    pod = pod_env.create("--net", "none")
+    pod_env.run("join", "-d", "--name", "talk", pod, "--", "sh", "-c", "echo hi; sleep 60",
+                check=True)
+    pause = pod_env.inspect(pod)["pid"]
+    loggers = [p for p in Path("/proc").iterdir() if p.name.isdigit()
+               and (p / "comm").read_text().strip() == "nspod-logger"
+               and (p / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(pause)]
+    assert len(loggers) == 1
+    assert seccomp_status((loggers[0] / "status").read_text()) == (2, 1)
+    # and still logs, rotating as it goes (rename, a new file made fd 1)
+    pod_env.run("join", "-d", "--name", "much", "--log-max-size", "32k", pod, "--", "sh", "-c",
+                "i=0; while [ $i -lt 4000 ]; do echo line $i; i=$((i+1)); done", check=True)
+    assert pod_env.run("wait", "--timeout", "20", pod, "much", check=True).stdout == "0\n"
+    out = pod_env.run("logs", pod, "much", check=True).stdout.splitlines()
+    assert out[-1] == "line 3999" and len(out) < 4000
+    assert pod_env.run("logs", pod, "talk", check=True).stdout == "hi\n"
+
+
 def test_ordinary_workloads_run_under_the_default_filter(pod_env: PodEnv,
                                                          tmp_path: Path) -> None:
     pod = pod_env.create("--net", "none")
