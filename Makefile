@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := build-essential python3-venv python3-dev libcap-dev libseccomp-dev musl-tools \
 	nftables iproute2 procps nginx-light busybox-static curl \
-	skopeo umoci docker-registry
+	skopeo umoci docker-registry e2fsprogs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup apt venv build install install-locked uninstall test unit integration demo bench bench-setup lint rootfs clean \

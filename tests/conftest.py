@@ -25,6 +25,10 @@ NSPOD = Path(os.environ.get("NSPOD_BIN", REPO / ".venv" / "bin" / "nspod"))
 ROOTFS = REPO / "tests" / "rootfs"
 TEST_PREFIX = "/tmp/nspod-test-"
 LINK_PREFIX = "nt"  # bridges and veths made by tests start with this
+# How much slower this machine is than a developer's (the lab's TCG VM: 8):
+# every test's time limit (pytest-timeout) and each nspod call's are stretched
+# by it, never a figure a test asserts.
+SLOW = float(os.environ.get("NSPOD_SLOW", "1"))
 
 
 def _state() -> dict[str, int]:
@@ -70,7 +74,7 @@ class PodEnv:
         return self.root / "storage"
 
     def run(
-        self, *args: str, check: bool = False, timeout: float = 30, **kw: object
+        self, *args: str, check: bool = False, timeout: float = 30 * SLOW, **kw: object
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [*self.wrap, str(NSPOD), *args],
@@ -342,6 +346,16 @@ def marker() -> Iterator[Path]:
     (d / "secret").write_text("host secret\n")
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test's pytest-timeout limit, stretched by NSPOD_SLOW on a slow machine."""
+    if SLOW <= 1:
+        return
+    limit = float(config.getini("timeout") or 60) * SLOW
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(limit))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
