@@ -59,6 +59,35 @@ class PauseSpec:
         self.hide = hide
 
 
+def _pins(hide: str | None) -> list[str]:
+    """hide, then every namespace file mounted outside it (fstype nsfs), as
+    /proc/self/mountinfo lists them (octal escapes undone)."""
+    out = [] if hide is None else [hide]
+    under = "/" if hide is None else hide.rstrip("/") + "/"
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f.read().decode(errors="surrogateescape").splitlines():
+            fields = line.split(" ")
+            try:
+                fstype = fields[fields.index("-", 6) + 1]
+            except (ValueError, IndexError):
+                continue
+            if fstype != "nsfs":
+                continue
+            target = _unescape(fields[4])
+            if hide is None or not target.startswith(under):
+                out.append(target)
+    return out
+
+
+def _unescape(path: str) -> str:
+    r"""A mountinfo path as it is: the kernel writes space, tab, newline and \ as \ooo."""
+    if "\\" not in path:
+        return path
+    for code in ("040", "011", "012", "134"):
+        path = path.replace("\\" + code, chr(int(code, 8)))
+    return path
+
+
 def start_pause(spec: PauseSpec) -> int:
     """Starts pause as PID 1 of new namespaces; returns its host pid once it runs pause.
 
@@ -79,12 +108,14 @@ def start_pause(spec: PauseSpec) -> int:
             # and binding this mount namespace's file on the host makes no loop.
             step = "make the pod's mounts private"
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-            if spec.hide is not None:
-                # the copy of every pod's pins (mount_namespaces(7)): dropped
-                # here, in one call, so namespaces don't grow with the pods
-                step = "leave out the namespace pins"
+            # the copy of every namespace pin on the host (mount_namespaces(7)):
+            # this root's pods' (one call drops the subtree), and any other's
+            # (another state root's pods, `ip netns`), so a pod's mount
+            # namespace neither grows with the pods nor shows them
+            step = "leave out the namespace pins"
+            for target in _pins(spec.hide):
                 try:
-                    sc.umount2(spec.hide, sc.MNT_DETACH)
+                    sc.umount2(target, sc.MNT_DETACH)
                 except OSError as e:
                     if e.errno not in (errno.EINVAL, errno.ENOENT):
                         raise

@@ -196,6 +196,26 @@ def test_rm_refuses_a_running_pod_and_rm_f_stops_it(pod_env: PodEnv) -> None:
     assert not (pod_env.root / "pods" / "p").exists()
 
 
+def test_a_pods_mount_namespace_holds_no_namespace_pin(pod_env: PodEnv) -> None:
+    # a pin outside nspod's: another state root's pods, or `ip netns add`, bind
+    # a namespace file somewhere on the host; a pod's mount namespace (a copy
+    # of the host's) leaves it out, as it leaves out its own root's pins
+    holder = subprocess.Popen(["unshare", "-n", "sleep", "60"])
+    pin = pod_env.root / "foreign pin"  # a space: mountinfo writes it \040
+    pod_env.root.mkdir(parents=True, exist_ok=True)
+    pin.touch()
+    try:
+        time.sleep(0.1)
+        subprocess.run(["mount", "--bind", f"/proc/{holder.pid}/ns/net", str(pin)], check=True)
+        pod_env.create("p")
+        seen = pod_env.run("join", "p", "--", "cat", "/proc/self/mountinfo", check=True).stdout
+        assert [ln for ln in seen.splitlines() if " - nsfs " in ln] == []
+    finally:
+        subprocess.run(["umount", str(pin)])
+        holder.kill()
+        holder.wait()
+
+
 def kill_and_wait(pid: int) -> None:
     """SIGKILL to pid, back once it is gone."""
     os.kill(pid, signal.SIGKILL)
