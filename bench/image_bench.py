@@ -228,6 +228,7 @@ if __name__ == "__main__":  # a quick look without the whole bench: sudo python 
 
     if shutil.which("podman"):
         bench.podman_env()
+    had_bridge = bench.podman_bridge_exists()
     nsp = str(REPO / ".venv" / "bin" / "nspod")
     root = tempfile.mkdtemp(prefix="nspod-bench-", dir="/run")
     e = dict(os.environ, NSPOD_ROOT=root)
@@ -238,6 +239,8 @@ if __name__ == "__main__":  # a quick look without the whole bench: sudo python 
     finally:
         subprocess.run([nsp, "rm", "-f", "-t", "0", "ji"], env=e, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+        if not had_bridge and bench.podman_bridge_exists():  # podman run --pod made it
+            subprocess.run(["ip", "link", "del", bench.PODMAN_BRIDGE], capture_output=True)
     for row in report_rows(res):
         if row[1] is not None:
             print(f"{row[0]:<32} {row[1]:8.1f} ms  {row[2]:<18} {row[3]}")
