@@ -33,6 +33,7 @@ import errno
 import os
 import time
 
+from nspod import lean
 from nspod.errors import NspodError, os_reason
 from nspod.limits import CFS_PERIOD_US, Limits
 
@@ -75,18 +76,11 @@ def parse_mountinfo(text: str) -> Layout | None:
     """The layout the mounts in text (proc(5) mountinfo format) describe, or None."""
     v1: dict[str, str] = {}
     v2: list[str] = []
-    for line in text.splitlines():
-        pre, sep, post = line.partition(" - ")
-        if not sep:
-            continue
-        fields, tail = pre.split(), post.split()
-        if len(fields) < 5 or len(tail) < 3:
-            continue
-        target = fields[4].replace("\\040", " ")
-        if tail[0] == "cgroup2":
+    for target, fstype, options in lean.mounts(text):
+        if fstype == "cgroup2":
             v2.append(target)
-        elif tail[0] == "cgroup":
-            for opt in tail[2].split(","):
+        elif fstype == "cgroup":
+            for opt in options.split(","):
                 if opt in V1_CONTROLLERS and opt not in v1:
                     v1[opt] = target
     if "memory" in v1:

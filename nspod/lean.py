@@ -96,6 +96,30 @@ def read_fd(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def mounts(text: str | None = None) -> list[tuple[str, str, str]]:
+    """(mount point, fstype, super options) of each mount in text, proc(5)'s
+    mountinfo format (default: this process's /proc/self/mountinfo), with the
+    kernel's octal escapes in mount points undone (space, tab, newline, \\)."""
+    if text is None:
+        with open("/proc/self/mountinfo", "rb") as f:
+            text = f.read().decode(errors="surrogateescape")
+    out = []
+    for line in text.splitlines():
+        pre, sep, post = line.partition(" - ")
+        fields, tail = pre.split(" "), post.split(" ")
+        if sep and len(fields) >= 5 and len(tail) >= 3:
+            out.append((_unescape(fields[4]), tail[0], tail[2]))
+    return out
+
+
+def _unescape(path: str) -> str:
+    if "\\" not in path:
+        return path
+    for code in ("040", "011", "012", "134"):  # \134 (a backslash) last
+        path = path.replace("\\" + code, chr(int(code, 8)))
+    return path
+
+
 def write_atomic(path: str, text: str, dir_fd: int | None = None, sync: bool = True) -> None:
     """Replaces path with text: a reader sees the old file or the new, whole.
 

@@ -10,6 +10,7 @@ import _signal as signal  # not `signal`: it imports enum, ~8 ms
 import errno
 import os
 
+from nspod import lean
 from nspod import syscalls as sc
 from nspod.errors import NspodError
 from nspod.spawn import HERE, why
@@ -60,32 +61,11 @@ class PauseSpec:
 
 
 def _pins(hide: str | None) -> list[str]:
-    """hide, then every namespace file mounted outside it (fstype nsfs), as
-    /proc/self/mountinfo lists them (octal escapes undone)."""
-    out = [] if hide is None else [hide]
+    """hide, then every namespace file mounted outside it (fstype nsfs)."""
     under = "/" if hide is None else hide.rstrip("/") + "/"
-    with open("/proc/self/mountinfo", "rb") as f:
-        for line in f.read().decode(errors="surrogateescape").splitlines():
-            fields = line.split(" ")
-            try:
-                fstype = fields[fields.index("-", 6) + 1]
-            except (ValueError, IndexError):
-                continue
-            if fstype != "nsfs":
-                continue
-            target = _unescape(fields[4])
-            if hide is None or not target.startswith(under):
-                out.append(target)
-    return out
-
-
-def _unescape(path: str) -> str:
-    r"""A mountinfo path as it is: the kernel writes space, tab, newline and \ as \ooo."""
-    if "\\" not in path:
-        return path
-    for code in ("040", "011", "012", "134"):
-        path = path.replace("\\" + code, chr(int(code, 8)))
-    return path
+    others = [target for target, fstype, _ in lean.mounts()
+              if fstype == "nsfs" and (hide is None or not target.startswith(under))]
+    return others if hide is None else [hide, *others]
 
 
 def start_pause(spec: PauseSpec) -> int:

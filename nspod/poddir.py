@@ -38,12 +38,7 @@ def unmount_all(store: Store, pdir: str) -> None:
     """Detaches the pins and every other mount under pdir. Idempotent; rm and gc."""
     pins.forget(store, os.path.basename(pdir))
     prefix = pdir + "/"
-    mounts = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            target = line.split()[4]
-            if target.startswith(prefix):
-                mounts.append(target)
+    mounts = [target for target, _, _ in lean.mounts() if target.startswith(prefix)]
     for target in sorted(mounts, key=len, reverse=True):
         with contextlib.suppress(OSError):
             sc.umount2(target, sc.MNT_DETACH)

@@ -35,3 +35,18 @@ def test_records_read_and_write_without_the_private_json_module(
         monkeypatch.undo()
         importlib.reload(lean)
     assert lean.loads(fast) == rec
+
+
+def test_mounts_reads_mount_points_as_they_are() -> None:
+    text = (
+        "36 35 0:4 net:[4026532182] /run/a\\040b/ns/x\\134y/net rw - nsfs nsfs rw\n"
+        "37 35 8:1 / /srv/tab\\011and\\012newline rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        "38 35 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n"
+        "not a mountinfo line\n"
+    )
+    assert lean.mounts(text) == [
+        ("/run/a b/ns/x\\y/net", "nsfs", "rw"),
+        ("/srv/tab\tand\nnewline", "ext4", "rw"),
+        ("/sys/fs/cgroup", "cgroup2", "rw,nsdelegate"),
+    ]
+    assert any(target == "/" for target, _, _ in lean.mounts())  # this process's own
